@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test command from README.md: everything CI checks, in the order that fails fastest.
+#   scripts/test.sh            all checks, with a 30 s fuzz smoke per target
+#   FUZZ_SECONDS=0 scripts/test.sh   skip the fuzz smoke
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzz_seconds="${FUZZ_SECONDS:-30}"
+
+step() { printf '\n== %s\n' "$*"; }
+started=$SECONDS
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (all targets, warnings denied)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "cargo doc (warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+if [ "$fuzz_seconds" -gt 0 ]; then
+  step "fuzz smoke: ${fuzz_seconds}s per target"
+  fuzz/run.sh "$fuzz_seconds"
+fi
+
+printf '\nall checks passed in %ss\n' "$((SECONDS - started))"
