@@ -28,6 +28,8 @@ mod cbor;
 mod error;
 pub mod frame;
 mod message;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod types;
 
 #[cfg(any(test, fuzzing))]

@@ -1,0 +1,568 @@
+//! Write operations. Each runs inside the writer's transaction and follows one rule: read and
+//! check everything first, then write. A failed check returns before anything is written, so
+//! an operation that fails leaves no trace in the batch it shared a commit with.
+
+use std::cell::{RefCell, RefMut};
+use std::collections::{BTreeMap, HashSet};
+
+use redb::{Table as RedbTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use tincan_wire::{MessageId, PeerIdBytes, Seq, Text, UnixMillis, Username};
+
+use crate::crypto::{Keys, random};
+use crate::rows::{self, get, put};
+use crate::tables::Table;
+use crate::{
+    Contact, ContactKind, ConversationId, Direction, Incoming, KeyChange, LogEntry, MAX_ADDR_LEN,
+    MAX_ADDRS, MAX_KEY_CHANGES, Queued, Received, Status, StoreError,
+};
+
+/// An outbox row. The text is not repeated here: it is in the log entry at `position`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct OutboxRow {
+    pub(crate) seq: Seq,
+    pub(crate) id: MessageId,
+    pub(crate) sent_at: UnixMillis,
+    pub(crate) position: u64,
+    pub(crate) attempts: u32,
+    pub(crate) next_attempt_at: UnixMillis,
+}
+
+type Handle<'a> = RedbTable<'a, &'static [u8], &'static [u8]>;
+
+/// A table of the batch, borrowed for the length of one operation.
+pub(crate) type TableMut<'c, 'a> = RefMut<'c, Handle<'a>>;
+
+/// What a write operation sees: the batch's transaction, its tables, its contacts, and the
+/// store's keys.
+///
+/// Tables are opened once per batch, on first use: opening a redb table costs about as much as
+/// a small insert. Contacts are read once per batch and written once, at [`Ctx::flush`]: a
+/// burst of messages to one contact updates its counters many times but seals it once.
+pub(crate) struct Ctx<'a> {
+    txn: &'a WriteTransaction,
+    pub(crate) keys: &'a Keys,
+    tables: [RefCell<Option<Handle<'a>>>; Table::ALL.len()],
+    /// Contacts read or changed in this batch; `None` for a contact deleted in it.
+    contacts: RefCell<BTreeMap<ConversationId, Option<Contact>>>,
+    dirty: RefCell<HashSet<ConversationId>>,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(txn: &'a WriteTransaction, keys: &'a Keys) -> Ctx<'a> {
+        Ctx {
+            txn,
+            keys,
+            tables: Default::default(),
+            contacts: RefCell::default(),
+            dirty: RefCell::default(),
+        }
+    }
+
+    fn open(&self, table: Table) -> Result<TableMut<'_, 'a>, StoreError> {
+        let mut slot = self.tables[table as usize]
+            .try_borrow_mut()
+            .map_err(|_| StoreError::Storage("a table was opened twice in one operation".into()))?;
+        if slot.is_none() {
+            *slot = Some(self.txn.open_table(table.def()).map_err(StoreError::storage)?);
+        }
+        Ok(RefMut::map(slot, |t| t.as_mut().expect("the slot was just filled")))
+    }
+
+    fn find_contact(&self, conv: &ConversationId) -> Result<Option<Contact>, StoreError> {
+        if let Some(cached) = self.contacts.borrow().get(conv) {
+            return Ok(cached.clone());
+        }
+        let loaded: Option<Contact> =
+            get(self.keys, &*self.open(Table::Contacts)?, Table::Contacts, &conv.0)?;
+        self.contacts.borrow_mut().insert(*conv, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn contact(&self, conv: &ConversationId) -> Result<Contact, StoreError> {
+        self.find_contact(conv)?.ok_or(StoreError::NoSuchConversation)
+    }
+
+    fn save(&self, contact: Contact) {
+        self.dirty.borrow_mut().insert(contact.conversation);
+        self.contacts.borrow_mut().insert(contact.conversation, Some(contact));
+    }
+
+    fn delete(&self, conv: ConversationId) {
+        self.dirty.borrow_mut().insert(conv);
+        self.contacts.borrow_mut().insert(conv, None);
+    }
+
+    /// Writes the contacts this batch changed. Runs once, after every operation of the batch.
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        let mut table = self.open(Table::Contacts)?;
+        let contacts = self.contacts.borrow();
+        for conv in self.dirty.borrow().iter() {
+            match contacts.get(conv) {
+                Some(Some(contact)) => {
+                    put(self.keys, &mut table, Table::Contacts, &conv.0, contact)?
+                }
+                _ => {
+                    table.remove(&conv.0[..]).map_err(StoreError::storage)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn new_contact(
+    kind: ContactKind,
+    username: Username,
+    peer: PeerIdBytes,
+    now: UnixMillis,
+) -> Contact {
+    Contact {
+        conversation: ConversationId(random()),
+        kind,
+        username,
+        peer_id: peer,
+        first_seen: now,
+        verified: false,
+        blocked: false,
+        pending_peer_id: None,
+        key_changes: Vec::new(),
+        last_sent_seq: 0,
+        next_expected_seq: 1,
+        log_len: 0,
+        unread: 0,
+        addrs: Vec::new(),
+    }
+}
+
+/// Adds a contact, or turns the message request from `peer` into one.
+pub(crate) fn add_contact(
+    ctx: &Ctx<'_>,
+    username: Username,
+    peer: PeerIdBytes,
+    now: UnixMillis,
+) -> Result<Contact, StoreError> {
+    let name_key = rows::name_key(ctx.keys, &username);
+    let peer_key = rows::peer_key(ctx.keys, &peer);
+    if get::<ConversationId>(ctx.keys, &*ctx.open(Table::Names)?, Table::Names, &name_key)?
+        .is_some()
+    {
+        return Err(StoreError::UsernameTaken(username.to_string()));
+    }
+    let existing: Option<ConversationId> =
+        get(ctx.keys, &*ctx.open(Table::Peers)?, Table::Peers, &peer_key)?;
+    let contact = match existing {
+        Some(conv) => {
+            let mut request = ctx.contact(&conv)?;
+            if request.kind != ContactKind::Request {
+                return Err(StoreError::PeerTaken);
+            }
+            request.kind = ContactKind::Contact;
+            request.username = username;
+            request
+        }
+        None => {
+            let contact = new_contact(ContactKind::Contact, username, peer, now);
+            put(
+                ctx.keys,
+                &mut *ctx.open(Table::Peers)?,
+                Table::Peers,
+                &peer_key,
+                &contact.conversation,
+            )?;
+            contact
+        }
+    };
+    put(ctx.keys, &mut *ctx.open(Table::Names)?, Table::Names, &name_key, &contact.conversation)?;
+    ctx.save(contact.clone());
+    Ok(contact)
+}
+
+/// The message request from `peer`, created if it is new. Returns the existing contact or
+/// request when `peer` is known.
+pub(crate) fn add_request(
+    ctx: &Ctx<'_>,
+    peer: PeerIdBytes,
+    claimed: Username,
+    now: UnixMillis,
+) -> Result<Contact, StoreError> {
+    let peer_key = rows::peer_key(ctx.keys, &peer);
+    let existing: Option<ConversationId> =
+        get(ctx.keys, &*ctx.open(Table::Peers)?, Table::Peers, &peer_key)?;
+    if let Some(conv) = existing {
+        return ctx.contact(&conv);
+    }
+    let contact = new_contact(ContactKind::Request, claimed, peer, now);
+    put(ctx.keys, &mut *ctx.open(Table::Peers)?, Table::Peers, &peer_key, &contact.conversation)?;
+    ctx.save(contact.clone());
+    Ok(contact)
+}
+
+/// Makes a message request a contact under the username it claimed.
+pub(crate) fn accept_request(ctx: &Ctx<'_>, conv: ConversationId) -> Result<Contact, StoreError> {
+    let mut contact = ctx.contact(&conv)?;
+    if contact.kind == ContactKind::Contact {
+        return Ok(contact);
+    }
+    let name_key = rows::name_key(ctx.keys, &contact.username);
+    let mut names = ctx.open(Table::Names)?;
+    if get::<ConversationId>(ctx.keys, &*names, Table::Names, &name_key)?.is_some() {
+        return Err(StoreError::UsernameTaken(contact.username.to_string()));
+    }
+    contact.kind = ContactKind::Contact;
+    put(ctx.keys, &mut names, Table::Names, &name_key, &conv)?;
+    ctx.save(contact.clone());
+    Ok(contact)
+}
+
+/// Applies `change` to a contact's flags or addresses and saves it.
+pub(crate) fn update_contact(
+    ctx: &Ctx<'_>,
+    conv: ConversationId,
+    change: impl FnOnce(&mut Contact),
+) -> Result<Contact, StoreError> {
+    let mut contact = ctx.contact(&conv)?;
+    change(&mut contact);
+    contact.addrs.retain(|a| a.len() <= MAX_ADDR_LEN);
+    contact.addrs.truncate(MAX_ADDRS);
+    ctx.save(contact.clone());
+    Ok(contact)
+}
+
+/// Records that `new` was seen for the contact. If it differs from the pinned PeerId, it
+/// becomes the pending key and sending stops until the user trusts it.
+pub(crate) fn note_key_change(
+    ctx: &Ctx<'_>,
+    conv: ConversationId,
+    new: PeerIdBytes,
+    now: UnixMillis,
+) -> Result<Contact, StoreError> {
+    update_contact(ctx, conv, |c| {
+        if c.peer_id == new || c.pending_peer_id.as_ref() == Some(&new) {
+            return;
+        }
+        c.key_changes.push(KeyChange {
+            old: c.peer_id.clone(),
+            new: new.clone(),
+            seen_at: now,
+            trusted_at: None,
+        });
+        if c.key_changes.len() > MAX_KEY_CHANGES {
+            c.key_changes.remove(0);
+        }
+        c.pending_peer_id = Some(new);
+    })
+}
+
+/// Pins the pending PeerId. A message request from that PeerId, if any, is merged into this
+/// conversation. Queued messages are renumbered from 1: the new key is a new identity, which
+/// expects our sequence numbers to start over, as we expect its own to.
+pub(crate) fn trust_pending(
+    ctx: &Ctx<'_>,
+    conv: ConversationId,
+    now: UnixMillis,
+) -> Result<Contact, StoreError> {
+    let mut contact = ctx.contact(&conv)?;
+    let new = contact.pending_peer_id.clone().ok_or(StoreError::NoPendingKey)?;
+    let new_key = rows::peer_key(ctx.keys, &new);
+
+    // Read phase.
+    let other: Option<ConversationId> =
+        get(ctx.keys, &*ctx.open(Table::Peers)?, Table::Peers, &new_key)?;
+    let request = match other {
+        Some(other) if other != conv => {
+            let request = ctx.contact(&other)?;
+            if request.kind != ContactKind::Request {
+                return Err(StoreError::PeerTaken);
+            }
+            let (start, end) = rows::conv_range(&other);
+            let entries: Vec<LogEntry> = rows::scan(
+                ctx.keys,
+                &*ctx.open(Table::Log)?,
+                Table::Log,
+                &start[..]..&end[..],
+                usize::MAX,
+            )?;
+            Some((request, entries))
+        }
+        _ => None,
+    };
+    let (start, end) = rows::conv_range(&conv);
+    let queued: Vec<OutboxRow> = rows::scan(
+        ctx.keys,
+        &*ctx.open(Table::Outbox)?,
+        Table::Outbox,
+        &start[..]..&end[..],
+        usize::MAX,
+    )?;
+    let mut queued_entries = Vec::with_capacity(queued.len());
+    {
+        let log = ctx.open(Table::Log)?;
+        for row in &queued {
+            let entry: LogEntry =
+                get(ctx.keys, &*log, Table::Log, &rows::log_key(&conv, row.position))?
+                    .ok_or(StoreError::Corrupted { table: Table::Log.purpose() })?;
+            queued_entries.push(entry);
+        }
+    }
+
+    // Write phase: the old key's index entry goes, the new one points here.
+    {
+        let mut peers = ctx.open(Table::Peers)?;
+        remove(&mut peers, &rows::peer_key(ctx.keys, &contact.peer_id))?;
+        put(ctx.keys, &mut peers, Table::Peers, &new_key, &conv)?;
+    }
+    contact.peer_id = new;
+    contact.pending_peer_id = None;
+    contact.verified = false;
+    if let Some(change) = contact.key_changes.last_mut() {
+        change.trusted_at = Some(now);
+    }
+    contact.next_expected_seq = 1;
+    let mut log = ctx.open(Table::Log)?;
+    if let Some((request, entries)) = request {
+        let mut ids = ctx.open(Table::Ids)?;
+        for mut entry in entries {
+            remove(&mut log, &rows::log_key(&request.conversation, entry.position))?;
+            remove(&mut ids, &rows::id_key(ctx.keys, &request.conversation, &entry.id))?;
+            entry.position = contact.log_len;
+            contact.log_len += 1;
+            put(ctx.keys, &mut log, Table::Log, &rows::log_key(&conv, entry.position), &entry)?;
+            if entry.direction == Direction::Incoming {
+                let key = rows::id_key(ctx.keys, &conv, &entry.id);
+                put(ctx.keys, &mut ids, Table::Ids, &key, &entry.position)?;
+            }
+        }
+        contact.next_expected_seq = request.next_expected_seq;
+        contact.unread += request.unread;
+        ctx.delete(request.conversation);
+    }
+    let mut outbox = ctx.open(Table::Outbox)?;
+    let mut seq = Seq::FIRST;
+    contact.last_sent_seq = 0;
+    for (mut row, mut entry) in queued.into_iter().zip(queued_entries) {
+        remove(&mut outbox, &rows::outbox_key(&conv, row.seq))?;
+        row.seq = seq;
+        entry.seq = seq;
+        put(ctx.keys, &mut outbox, Table::Outbox, &rows::outbox_key(&conv, seq), &row)?;
+        put(ctx.keys, &mut log, Table::Log, &rows::log_key(&conv, row.position), &entry)?;
+        contact.last_sent_seq = seq.get();
+        seq = seq.next().ok_or(StoreError::SequenceExhausted)?;
+    }
+    ctx.save(contact.clone());
+    Ok(contact)
+}
+
+fn remove(handle: &mut Handle<'_>, key: &[u8]) -> Result<(), StoreError> {
+    handle.remove(key).map_err(StoreError::storage)?;
+    Ok(())
+}
+
+/// Queues `text` for the contact: a log entry and an outbox entry, in one transaction.
+pub(crate) fn enqueue(
+    ctx: &Ctx<'_>,
+    conv: ConversationId,
+    text: Text,
+    now: UnixMillis,
+) -> Result<Queued, StoreError> {
+    let mut contact = ctx.contact(&conv)?;
+    if contact.kind == ContactKind::Request {
+        return Err(StoreError::NotAContact);
+    }
+    let seq = Seq::new(contact.last_sent_seq.wrapping_add(1))
+        .map_err(|_| StoreError::SequenceExhausted)?;
+    let id = MessageId(random());
+    let position = contact.log_len;
+    let entry = LogEntry {
+        position,
+        direction: Direction::Outgoing,
+        id,
+        seq,
+        sent_at: now,
+        stored_at: now,
+        status: Status::Queued,
+        text,
+        claimed_from: None,
+        missing_before: 0,
+        late: false,
+    };
+    let row = OutboxRow { seq, id, sent_at: now, position, attempts: 0, next_attempt_at: now };
+    put(
+        ctx.keys,
+        &mut *ctx.open(Table::Log)?,
+        Table::Log,
+        &rows::log_key(&conv, position),
+        &entry,
+    )?;
+    put(
+        ctx.keys,
+        &mut *ctx.open(Table::Outbox)?,
+        Table::Outbox,
+        &rows::outbox_key(&conv, seq),
+        &row,
+    )?;
+    contact.last_sent_seq = seq.get();
+    contact.log_len += 1;
+    ctx.save(contact);
+    Ok(Queued { id, seq, position })
+}
+
+/// Records a delivery attempt of the queued messages `seqs`: the attempt count, the time of the
+/// next attempt, and the status `sent`. Messages no longer queued are skipped.
+pub(crate) fn record_attempt(
+    ctx: &Ctx<'_>,
+    conv: ConversationId,
+    seqs: &[Seq],
+    next_attempt_at: UnixMillis,
+) -> Result<(), StoreError> {
+    let mut log = ctx.open(Table::Log)?;
+    let mut outbox = ctx.open(Table::Outbox)?;
+    let mut updates = Vec::with_capacity(seqs.len());
+    for &seq in seqs {
+        let key = rows::outbox_key(&conv, seq);
+        let Some(row) = get::<OutboxRow>(ctx.keys, &*outbox, Table::Outbox, &key)? else {
+            continue;
+        };
+        let log_key = rows::log_key(&conv, row.position);
+        let entry: Option<LogEntry> = get(ctx.keys, &*log, Table::Log, &log_key)?;
+        updates.push((key, row, log_key, entry));
+    }
+    for (key, mut row, log_key, entry) in updates {
+        row.attempts = row.attempts.saturating_add(1);
+        row.next_attempt_at = next_attempt_at;
+        put(ctx.keys, &mut outbox, Table::Outbox, &key, &row)?;
+        if let Some(mut entry) = entry
+            && entry.status == Status::Queued
+        {
+            entry.status = Status::Sent;
+            put(ctx.keys, &mut log, Table::Log, &log_key, &entry)?;
+        }
+    }
+    Ok(())
+}
+
+/// The final outcome of an outgoing message, for [`Store::acknowledge`](crate::Store::acknowledge).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The recipient stored it.
+    Delivered,
+    /// It will never be delivered.
+    Failed {
+        /// Refusal code (`specs/wire.md` §5.1), or 0 for a local reason.
+        code: u64,
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+/// Settles queued messages, each named by its sequence number and id: sets the final status
+/// and takes it off the outbox, in one transaction. Returns the messages whose status changed.
+/// Entries no longer queued, or whose id does not match, are skipped.
+pub(crate) fn acknowledge(
+    ctx: &Ctx<'_>,
+    conv: ConversationId,
+    outcomes: Vec<(Seq, MessageId, Outcome)>,
+    now: UnixMillis,
+) -> Result<Vec<(MessageId, Status)>, StoreError> {
+    let mut log = ctx.open(Table::Log)?;
+    let mut outbox = ctx.open(Table::Outbox)?;
+    let mut updates = Vec::with_capacity(outcomes.len());
+    for (seq, id, outcome) in outcomes {
+        let key = rows::outbox_key(&conv, seq);
+        match get::<OutboxRow>(ctx.keys, &*outbox, Table::Outbox, &key)? {
+            Some(row) if row.id == id => {
+                let log_key = rows::log_key(&conv, row.position);
+                let entry: LogEntry = get(ctx.keys, &*log, Table::Log, &log_key)?
+                    .ok_or(StoreError::Corrupted { table: Table::Log.purpose() })?;
+                updates.push((key, log_key, entry, outcome));
+            }
+            _ => continue,
+        }
+    }
+    let mut changed = Vec::with_capacity(updates.len());
+    for (key, log_key, mut entry, outcome) in updates {
+        remove(&mut outbox, &key)?;
+        entry.status = match outcome {
+            Outcome::Delivered => Status::Delivered { at: now },
+            Outcome::Failed { code, reason } => Status::Failed { code, reason },
+        };
+        put(ctx.keys, &mut log, Table::Log, &log_key, &entry)?;
+        changed.push((entry.id, entry.status));
+    }
+    Ok(changed)
+}
+
+/// Stores incoming messages from the contact and marks their ids seen, in one transaction.
+///
+/// Duplicates (ids already stored) are reported and not stored again. Sequence numbers place
+/// each message: the expected one advances the counter; a higher one records how many are
+/// missing before it; a lower one is stored as a late arrival (`specs/delivery.md`).
+pub(crate) fn receive(
+    ctx: &Ctx<'_>,
+    conv: ConversationId,
+    messages: Vec<Incoming>,
+    now: UnixMillis,
+) -> Result<Vec<Received>, StoreError> {
+    let mut contact = ctx.contact(&conv)?;
+    if contact.blocked {
+        return Ok(vec![Received::Blocked; messages.len()]);
+    }
+    let mut ids = ctx.open(Table::Ids)?;
+    let mut seen = HashSet::with_capacity(messages.len());
+    let mut fresh = Vec::with_capacity(messages.len());
+    for message in &messages {
+        let key = rows::id_key(ctx.keys, &conv, &message.id);
+        let duplicate =
+            !seen.insert(message.id) || get::<u64>(ctx.keys, &*ids, Table::Ids, &key)?.is_some();
+        fresh.push((!duplicate).then_some(key));
+    }
+    let mut log = ctx.open(Table::Log)?;
+    let mut outcomes = Vec::with_capacity(messages.len());
+    for (message, key) in messages.into_iter().zip(fresh) {
+        let Some(key) = key else {
+            outcomes.push(Received::Duplicate);
+            continue;
+        };
+        let seq = message.seq.get();
+        let (missing_before, late) = if seq >= contact.next_expected_seq {
+            let missing = seq - contact.next_expected_seq;
+            contact.next_expected_seq = seq.saturating_add(1);
+            (missing, false)
+        } else {
+            (0, true)
+        };
+        let position = contact.log_len;
+        let entry = LogEntry {
+            position,
+            direction: Direction::Incoming,
+            id: message.id,
+            seq: message.seq,
+            sent_at: message.sent_at,
+            stored_at: now,
+            status: Status::Received,
+            text: message.text,
+            claimed_from: Some(message.from),
+            missing_before,
+            late,
+        };
+        put(ctx.keys, &mut log, Table::Log, &rows::log_key(&conv, position), &entry)?;
+        put(ctx.keys, &mut ids, Table::Ids, &key, &position)?;
+        contact.log_len += 1;
+        contact.unread += 1;
+        outcomes.push(Received::Stored { position });
+    }
+    ctx.save(contact);
+    Ok(outcomes)
+}
+
+/// Sets a setting.
+pub(crate) fn set_setting(ctx: &Ctx<'_>, name: &str, value: Vec<u8>) -> Result<(), StoreError> {
+    let key = rows::setting_key(ctx.keys, name);
+    put(
+        ctx.keys,
+        &mut *ctx.open(Table::Settings)?,
+        Table::Settings,
+        &key,
+        &ciborium::Value::Bytes(value),
+    )
+}

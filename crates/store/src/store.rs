@@ -1,0 +1,878 @@
+//! The [`Store`] handle: opening, the group-commit writer thread, and reads.
+
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
+use tincan_identity::StoreRootKey;
+use tincan_wire::{MessageId, PeerIdBytes, Seq, Text, UnixMillis, Username};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::crypto::Keys;
+use crate::ops::{self, Ctx, OutboxRow, Outcome};
+use crate::rows::{self, get};
+use crate::tables::Table;
+use crate::{
+    Contact, ConversationId, Incoming, LogEntry, OpenError, OutboxEntry, Queued, Received, Status,
+    StoreError,
+};
+
+/// The newest store format this build reads and the one it writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The plaintext of the key-check row, followed by the format version.
+const KEY_CHECK: &[u8] = b"tincan store key check";
+const META_FORMAT: &[u8] = b"format";
+const META_CHECK: &[u8] = b"check";
+
+/// A migration from format `n` to `n + 1`, run inside the opening transaction.
+pub(crate) type Migration = fn(&redb::WriteTransaction, &Keys) -> Result<(), String>;
+
+/// Migrations, indexed by the version they migrate from, minus one. Version 1 is the first
+/// format, so there are none yet; the next format adds its step here.
+const MIGRATIONS: &[Migration] = &[];
+
+/// How a store commits.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Whether each commit waits for the disk (`Immediate`, the default) or not (`None`,
+    /// for benchmarks and imports that finish with a durable commit).
+    pub durability: Durability,
+    /// Most writes grouped into one commit.
+    pub max_batch: usize,
+    /// Most writes waiting for the writer; callers wait when it is full.
+    pub queue: usize,
+    /// redb's page cache, in bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            durability: Durability::Immediate,
+            max_batch: 1024,
+            queue: 4096,
+            cache_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Counters of the writer, for tests and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Write operations committed.
+    pub writes: u64,
+}
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// What the writer thread receives.
+enum Msg {
+    /// A write to run in the next batch.
+    Job(Job),
+    /// Finish the current batch, then stop.
+    Stop,
+}
+
+/// A write: run with the batch's context (or `None` if the transaction could not start), it
+/// returns what to do once the commit's result is known.
+type Job = Box<dyn FnOnce(Option<&Ctx<'_>>) -> Completion + Send>;
+
+struct Inner {
+    db: Arc<Database>,
+    keys: Arc<Keys>,
+    jobs: mpsc::Sender<Msg>,
+    commits: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
+    writer: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: stop the writer and wait for it, so that the file is closed
+    /// when the drop returns and can be opened again at once. Prefer [`Store::close`] in async
+    /// code; this join blocks for at most the writer's current batch.
+    fn drop(&mut self) {
+        // Close our end of the queue: the writer drains what is queued, then stops.
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.jobs, closed));
+        if let Some(handle) = self.writer.get_mut().ok().and_then(Option::take) {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// An open store. Cheap to clone; all clones share one writer thread.
+///
+/// Writes are queued to a dedicated thread that groups whatever is waiting into one durable
+/// transaction (group commit) and answers each caller only after that transaction committed.
+/// Reads run on tokio's blocking pool against a snapshot. Every method must be called from
+/// within a tokio runtime.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Creates a new store at `path`, with default options. Fails if a non-empty file is there.
+    pub fn create(path: &Path, root: &StoreRootKey) -> Result<Store, OpenError> {
+        Store::create_with(path, root, Options::default())
+    }
+
+    /// Like [`Store::create`], with chosen options.
+    pub fn create_with(
+        path: &Path,
+        root: &StoreRootKey,
+        options: Options,
+    ) -> Result<Store, OpenError> {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.len() > 0 => return Err(OpenError::AlreadyExists),
+            _ => {}
+        }
+        let db = create_file(path, options)?;
+        start(db, root, options, MIGRATIONS, FORMAT_VERSION, true)
+    }
+
+    /// Opens the existing store at `path`, with default options.
+    ///
+    /// A missing file is [`OpenError::NotFound`] and an empty one [`OpenError::Corrupted`]:
+    /// a store that lost its data must not silently reappear as a new, empty one.
+    pub fn open(path: &Path, root: &StoreRootKey) -> Result<Store, OpenError> {
+        Store::open_with(path, root, Options::default())
+    }
+
+    /// Like [`Store::open`], with chosen options.
+    pub fn open_with(
+        path: &Path,
+        root: &StoreRootKey,
+        options: Options,
+    ) -> Result<Store, OpenError> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(OpenError::NotFound),
+            Err(e) => return Err(OpenError::Storage(e.to_string())),
+            Ok(meta) if meta.len() == 0 => {
+                return Err(OpenError::Corrupted("the file is empty".into()));
+            }
+            Ok(_) => {}
+        }
+        let db = create_file(path, options)?;
+        start(db, root, options, MIGRATIONS, FORMAT_VERSION, false)
+    }
+
+    /// Opens a store kept by a custom redb storage backend: in memory, or one that injects
+    /// failures in tests.
+    pub fn open_on_backend(
+        backend: impl redb::StorageBackend,
+        root: &StoreRootKey,
+        options: Options,
+    ) -> Result<Store, OpenError> {
+        let mut builder = Database::builder();
+        builder.set_cache_size(options.cache_bytes).set_check_integrity_on_open(true);
+        let db = builder.create_with_backend(backend).map_err(open_error)?;
+        start(db, root, options, MIGRATIONS, FORMAT_VERSION, true)
+    }
+
+    /// Commits the writes queued so far and stops the writer. Later writes, through any
+    /// clone, return [`StoreError::Closed`]; the file closes when the last clone is dropped.
+    pub async fn close(self) {
+        let handle = self.inner.writer.lock().ok().and_then(|mut w| w.take());
+        // Dropping our sender is not enough while clones hold theirs, so ask the writer to stop.
+        let _ = self.inner.jobs.send(Msg::Stop).await;
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+
+    /// The writer's counters so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            commits: self.inner.commits.load(Ordering::Relaxed),
+            writes: self.inner.writes.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn write<R: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Ctx<'_>) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |ctx| {
+            let outcome = ctx.map(op);
+            Box::new(move |committed: Result<(), StoreError>| {
+                let _ =
+                    tx.send(committed.and_then(|()| outcome.unwrap_or(Err(StoreError::Closed))));
+            })
+        });
+        self.inner.jobs.send(Msg::Job(job)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<R: Send + 'static>(
+        &self,
+        op: impl FnOnce(&ReadTransaction, &Keys) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let db = self.inner.db.clone();
+        let keys = self.inner.keys.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(StoreError::storage)?;
+            op(&txn, &keys)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    // ---- contacts ------------------------------------------------------------------------
+
+    /// Adds a contact pinned to `peer`, or turns the message request from `peer` into a contact
+    /// named `username`. Fails if the username or the peer belongs to another contact.
+    pub async fn add_contact(
+        &self,
+        username: Username,
+        peer: PeerIdBytes,
+        now: UnixMillis,
+    ) -> Result<Contact, StoreError> {
+        self.write(move |ctx| ops::add_contact(ctx, username, peer, now)).await
+    }
+
+    /// The message request from `peer`, created if `peer` is unknown; the existing contact or
+    /// request otherwise.
+    pub async fn add_request(
+        &self,
+        peer: PeerIdBytes,
+        claimed: Username,
+        now: UnixMillis,
+    ) -> Result<Contact, StoreError> {
+        self.write(move |ctx| ops::add_request(ctx, peer, claimed, now)).await
+    }
+
+    /// Accepts a message request: it becomes a contact under the username it claimed.
+    pub async fn accept_request(&self, conv: ConversationId) -> Result<Contact, StoreError> {
+        self.write(move |ctx| ops::accept_request(ctx, conv)).await
+    }
+
+    /// Blocks or unblocks a contact.
+    pub async fn set_blocked(
+        &self,
+        conv: ConversationId,
+        blocked: bool,
+    ) -> Result<Contact, StoreError> {
+        self.write(move |ctx| ops::update_contact(ctx, conv, |c| c.blocked = blocked)).await
+    }
+
+    /// Marks a contact's key as verified (safety numbers compared) or not.
+    pub async fn set_verified(
+        &self,
+        conv: ConversationId,
+        verified: bool,
+    ) -> Result<Contact, StoreError> {
+        self.write(move |ctx| ops::update_contact(ctx, conv, |c| c.verified = verified)).await
+    }
+
+    /// Replaces the contact's last known addresses (at most [`MAX_ADDRS`](crate::MAX_ADDRS)).
+    pub async fn set_addrs(
+        &self,
+        conv: ConversationId,
+        addrs: Vec<String>,
+    ) -> Result<Contact, StoreError> {
+        self.write(move |ctx| ops::update_contact(ctx, conv, |c| c.addrs = addrs)).await
+    }
+
+    /// Marks everything received in the conversation as read.
+    pub async fn mark_read(&self, conv: ConversationId) -> Result<Contact, StoreError> {
+        self.write(move |ctx| ops::update_contact(ctx, conv, |c| c.unread = 0)).await
+    }
+
+    /// Records that `new` was seen for the contact; if it is not the pinned PeerId it becomes
+    /// the pending key, and sending stops until [`Store::trust_pending`].
+    pub async fn note_key_change(
+        &self,
+        conv: ConversationId,
+        new: PeerIdBytes,
+        now: UnixMillis,
+    ) -> Result<Contact, StoreError> {
+        self.write(move |ctx| ops::note_key_change(ctx, conv, new, now)).await
+    }
+
+    /// Pins the pending key (`specs/delivery.md` §6).
+    pub async fn trust_pending(
+        &self,
+        conv: ConversationId,
+        now: UnixMillis,
+    ) -> Result<Contact, StoreError> {
+        self.write(move |ctx| ops::trust_pending(ctx, conv, now)).await
+    }
+
+    /// The contact of a conversation.
+    pub async fn contact(&self, conv: ConversationId) -> Result<Option<Contact>, StoreError> {
+        self.read(move |txn, keys| {
+            let contacts = open(txn, Table::Contacts)?;
+            get(keys, &contacts, Table::Contacts, &conv.0)
+        })
+        .await
+    }
+
+    /// The contact with this username (not requests, whose names are unverified claims).
+    pub async fn contact_by_username(
+        &self,
+        name: &Username,
+    ) -> Result<Option<Contact>, StoreError> {
+        let name = name.clone();
+        self.read(move |txn, keys| {
+            let names = open(txn, Table::Names)?;
+            let Some(conv) =
+                get::<ConversationId>(keys, &names, Table::Names, &rows::name_key(keys, &name))?
+            else {
+                return Ok(None);
+            };
+            get(keys, &open(txn, Table::Contacts)?, Table::Contacts, &conv.0)
+        })
+        .await
+    }
+
+    /// The contact or request pinned to `peer`.
+    pub async fn contact_by_peer(&self, peer: &PeerIdBytes) -> Result<Option<Contact>, StoreError> {
+        let peer = peer.clone();
+        self.read(move |txn, keys| {
+            let peers = open(txn, Table::Peers)?;
+            let Some(conv) =
+                get::<ConversationId>(keys, &peers, Table::Peers, &rows::peer_key(keys, &peer))?
+            else {
+                return Ok(None);
+            };
+            get(keys, &open(txn, Table::Contacts)?, Table::Contacts, &conv.0)
+        })
+        .await
+    }
+
+    /// Every contact and request, by username.
+    pub async fn contacts(&self) -> Result<Vec<Contact>, StoreError> {
+        self.read(|txn, keys| {
+            let mut all = all_contacts(txn, keys)?;
+            all.sort_by(|a, b| a.username.cmp(&b.username));
+            Ok(all)
+        })
+        .await
+    }
+
+    // ---- messages ------------------------------------------------------------------------
+
+    /// Queues `text` for the contact. When this returns, the message is durably in the outbox.
+    pub async fn enqueue(
+        &self,
+        conv: ConversationId,
+        text: Text,
+        now: UnixMillis,
+    ) -> Result<Queued, StoreError> {
+        self.write(move |ctx| ops::enqueue(ctx, conv, text, now)).await
+    }
+
+    /// Records a delivery attempt of queued messages: attempt count, next attempt, status sent.
+    pub async fn record_attempt(
+        &self,
+        conv: ConversationId,
+        seqs: Vec<Seq>,
+        next_attempt_at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.write(move |ctx| ops::record_attempt(ctx, conv, &seqs, next_attempt_at)).await
+    }
+
+    /// Settles queued messages, each named by its sequence number and id: final status and off
+    /// the outbox, in one transaction. Returns the messages whose status changed; entries no
+    /// longer queued, or whose id does not match, are skipped.
+    pub async fn acknowledge(
+        &self,
+        conv: ConversationId,
+        outcomes: Vec<(Seq, MessageId, Outcome)>,
+        now: UnixMillis,
+    ) -> Result<Vec<(MessageId, Status)>, StoreError> {
+        self.write(move |ctx| ops::acknowledge(ctx, conv, outcomes, now)).await
+    }
+
+    /// Stores incoming messages and marks their ids seen, in one transaction. One outcome per
+    /// message, in order.
+    pub async fn receive(
+        &self,
+        conv: ConversationId,
+        messages: Vec<Incoming>,
+        now: UnixMillis,
+    ) -> Result<Vec<Received>, StoreError> {
+        self.write(move |ctx| ops::receive(ctx, conv, messages, now)).await
+    }
+
+    /// Up to `limit` log entries before position `before` (all the newest, if `None`), oldest
+    /// first.
+    pub async fn history(
+        &self,
+        conv: ConversationId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        self.read(move |txn, keys| {
+            let log = open(txn, Table::Log)?;
+            let start = rows::log_key(&conv, 0);
+            let end = rows::log_key(&conv, before.unwrap_or(u64::MAX));
+            let mut out = Vec::with_capacity(limit.min(1024));
+            for row in log.range::<&[u8]>(&start[..]..&end[..]).map_err(StoreError::storage)?.rev()
+            {
+                if out.len() == limit {
+                    break;
+                }
+                let (k, v) = row.map_err(StoreError::storage)?;
+                out.push(rows::decode(keys, Table::Log, k.value(), v.value())?);
+            }
+            out.reverse();
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The log entry at `position`, if the conversation has one.
+    pub async fn entry(
+        &self,
+        conv: ConversationId,
+        position: u64,
+    ) -> Result<Option<LogEntry>, StoreError> {
+        self.read(move |txn, keys| {
+            get(keys, &open(txn, Table::Log)?, Table::Log, &rows::log_key(&conv, position))
+        })
+        .await
+    }
+
+    /// The position of the incoming message `id` in the conversation's log, if it was stored.
+    pub async fn find_incoming(
+        &self,
+        conv: ConversationId,
+        id: MessageId,
+    ) -> Result<Option<u64>, StoreError> {
+        self.read(move |txn, keys| {
+            get(keys, &open(txn, Table::Ids)?, Table::Ids, &rows::id_key(keys, &conv, &id))
+        })
+        .await
+    }
+
+    /// Up to `limit` outbox entries of the conversation, in sequence order.
+    pub async fn outbox(
+        &self,
+        conv: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.read(move |txn, keys| {
+            let outbox = open(txn, Table::Outbox)?;
+            let log = open(txn, Table::Log)?;
+            let (start, end) = rows::conv_range(&conv);
+            let queued: Vec<OutboxRow> =
+                rows::scan(keys, &outbox, Table::Outbox, &start[..]..&end[..], limit)?;
+            let mut out = Vec::with_capacity(queued.len());
+            for row in queued {
+                let entry: LogEntry =
+                    get(keys, &log, Table::Log, &rows::log_key(&conv, row.position))?
+                        .ok_or(StoreError::Corrupted { table: Table::Log.purpose() })?;
+                out.push(OutboxEntry {
+                    conversation: conv,
+                    seq: row.seq,
+                    id: row.id,
+                    sent_at: row.sent_at,
+                    text: entry.text,
+                    position: row.position,
+                    attempts: row.attempts,
+                    next_attempt_at: row.next_attempt_at,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Conversations with messages in the outbox, and how many each has. Reads keys only.
+    pub async fn outbox_conversations(&self) -> Result<Vec<(ConversationId, u64)>, StoreError> {
+        self.read(|txn, _| {
+            let outbox = open(txn, Table::Outbox)?;
+            let mut out: Vec<(ConversationId, u64)> = Vec::new();
+            for row in outbox.iter().map_err(StoreError::storage)? {
+                let (k, _) = row.map_err(StoreError::storage)?;
+                let conv: [u8; 16] = k
+                    .value()
+                    .get(..16)
+                    .and_then(|c| c.try_into().ok())
+                    .ok_or(StoreError::Corrupted { table: Table::Outbox.purpose() })?;
+                match out.last_mut() {
+                    Some((last, n)) if last.0 == conv => *n += 1,
+                    _ => out.push((ConversationId(conv), 1)),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    // ---- settings and export -------------------------------------------------------------
+
+    /// Sets a setting (a small opaque value the client chooses).
+    pub async fn set_setting(&self, name: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.write(move |ctx| ops::set_setting(ctx, &name, value)).await
+    }
+
+    /// A setting, if set.
+    pub async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |txn, keys| {
+            let settings = open(txn, Table::Settings)?;
+            let value: Option<ciborium::Value> =
+                get(keys, &settings, Table::Settings, &rows::setting_key(keys, &name))?;
+            match value {
+                None => Ok(None),
+                Some(ciborium::Value::Bytes(b)) => Ok(Some(b)),
+                Some(_) => Err(StoreError::Corrupted { table: Table::Settings.purpose() }),
+            }
+        })
+        .await
+    }
+
+    /// Decrypted JSON of one conversation, or of all when `conv` is `None`
+    /// (`specs/store.md` §6).
+    pub async fn export(
+        &self,
+        conv: Option<ConversationId>,
+    ) -> Result<serde_json::Value, StoreError> {
+        self.read(move |txn, keys| {
+            let contacts = match conv {
+                Some(conv) => vec![
+                    get::<Contact>(keys, &open(txn, Table::Contacts)?, Table::Contacts, &conv.0)?
+                        .ok_or(StoreError::NoSuchConversation)?,
+                ],
+                None => all_contacts(txn, keys)?,
+            };
+            let log = open(txn, Table::Log)?;
+            let mut conversations = Vec::with_capacity(contacts.len());
+            for contact in contacts {
+                let (start, end) = rows::conv_range(&contact.conversation);
+                let messages: Vec<LogEntry> =
+                    rows::scan(keys, &log, Table::Log, &start[..]..&end[..], usize::MAX)?;
+                conversations.push(serde_json::json!({ "contact": contact, "messages": messages }));
+            }
+            Ok(serde_json::json!({
+                "format": "tincan-export/1",
+                "conversations": conversations,
+            }))
+        })
+        .await
+    }
+}
+
+fn open(
+    txn: &ReadTransaction,
+    table: Table,
+) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, StoreError> {
+    txn.open_table(table.def()).map_err(StoreError::storage)
+}
+
+fn all_contacts(txn: &ReadTransaction, keys: &Keys) -> Result<Vec<Contact>, StoreError> {
+    let contacts = open(txn, Table::Contacts)?;
+    let mut out = Vec::new();
+    for row in contacts.iter().map_err(StoreError::storage)? {
+        let (k, v) = row.map_err(StoreError::storage)?;
+        out.push(rows::decode(keys, Table::Contacts, k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
+/// Opens (or creates) the redb file at `path`.
+fn create_file(path: &Path, options: Options) -> Result<Database, OpenError> {
+    // Create the file first, so it gets mode 0600 rather than redb's default.
+    let mut file_options = OpenOptions::new();
+    file_options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file_options, 0o600);
+    file_options.open(path).map_err(|e| OpenError::Storage(e.to_string()))?;
+
+    let mut builder = Database::builder();
+    builder.set_cache_size(options.cache_bytes);
+    // A file altered behind redb's back fails to open instead of being trusted.
+    builder.set_check_integrity_on_open(true);
+    // redb is not supposed to panic on a damaged file with integrity checks on; if it ever did,
+    // the caller gets an error instead of a crash.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.create(path)))
+        .map_err(|_| OpenError::Corrupted("the database engine failed on this file".into()))?
+        .map_err(open_error)
+}
+
+/// Checks and migrates an opened database, then starts the writer. Takes the migrations as
+/// arguments so tests can run ones that do not exist yet.
+pub(crate) fn start(
+    db: Database,
+    root: &StoreRootKey,
+    options: Options,
+    migrations: &[Migration],
+    target: u32,
+    may_create: bool,
+) -> Result<Store, OpenError> {
+    let keys = Keys::derive(root);
+    init(&db, &keys, migrations, target, may_create)?;
+
+    let db = Arc::new(db);
+    let keys = Arc::new(keys);
+    let (jobs, rx) = mpsc::channel(options.queue);
+    let commits = Arc::new(AtomicU64::new(0));
+    let writes = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (db, keys, commits, writes) =
+            (db.clone(), keys.clone(), commits.clone(), writes.clone());
+        std::thread::Builder::new()
+            .name("tincan-store-writer".into())
+            .spawn(move || writer_loop(&db, &keys, rx, options, &commits, &writes))
+            .map_err(|e| OpenError::Storage(e.to_string()))?
+    };
+    Ok(Store {
+        inner: Arc::new(Inner {
+            db,
+            keys,
+            jobs,
+            commits,
+            writes,
+            writer: std::sync::Mutex::new(Some(writer)),
+        }),
+    })
+}
+
+fn open_error(e: redb::DatabaseError) -> OpenError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => OpenError::AlreadyOpen,
+        // redb reports "not a redb file" as an I/O error of kind InvalidData.
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            OpenError::Corrupted(io.to_string())
+        }
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            OpenError::Storage(io.to_string())
+        }
+        redb::DatabaseError::Storage(other) => OpenError::Corrupted(other.to_string()),
+        other => OpenError::Corrupted(other.to_string()),
+    }
+}
+
+/// Checks the format version and the key, creates the tables of a new store, and runs
+/// migrations, all in one transaction.
+fn init(
+    db: &Database,
+    keys: &Keys,
+    migrations: &[Migration],
+    target: u32,
+    may_create: bool,
+) -> Result<(), OpenError> {
+    let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
+    let txn = db.begin_write().map_err(|e| storage(&e))?;
+    let found = {
+        let mut meta = txn.open_table(Table::Meta.def()).map_err(|e| storage(&e))?;
+        let format = meta.get(META_FORMAT).map_err(|e| storage(&e))?.map(|v| v.value().to_vec());
+        match format {
+            None => {
+                if !may_create || meta.iter().map_err(|e| storage(&e))?.next().is_some() {
+                    return Err(OpenError::Corrupted(
+                        "not a tincan store: no format version".into(),
+                    ));
+                }
+                meta.insert(META_FORMAT, &target.to_be_bytes()[..]).map_err(|e| storage(&e))?;
+                let check = keys.seal(Table::Meta, META_CHECK, &check_plaintext(target));
+                meta.insert(META_CHECK, check.as_slice()).map_err(|e| storage(&e))?;
+                target
+            }
+            Some(bytes) => {
+                let found = <[u8; 4]>::try_from(bytes.as_slice())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| OpenError::Corrupted("the format version is unreadable".into()))?;
+                if found > target {
+                    return Err(OpenError::UnsupportedVersion { found, supported: target });
+                }
+                let check =
+                    meta.get(META_CHECK).map_err(|e| storage(&e))?.map(|v| v.value().to_vec());
+                let plain = check
+                    .and_then(|c| keys.open(Table::Meta, META_CHECK, &c))
+                    .ok_or(OpenError::WrongKey)?;
+                if plain.as_slice() != check_plaintext(found).as_slice() {
+                    return Err(OpenError::Corrupted(
+                        "the format version does not match the key check".into(),
+                    ));
+                }
+                found
+            }
+        }
+    };
+    for table in Table::ALL {
+        txn.open_table(table.def()).map_err(|e| storage(&e))?;
+    }
+    if found < target {
+        for from in found..target {
+            let step = usize::try_from(from - 1).ok().and_then(|i| migrations.get(i)).ok_or_else(
+                || OpenError::Migration { from, reason: "no migration from this version".into() },
+            )?;
+            step(&txn, keys).map_err(|reason| OpenError::Migration { from, reason })?;
+        }
+        let mut meta = txn.open_table(Table::Meta.def()).map_err(|e| storage(&e))?;
+        meta.insert(META_FORMAT, &target.to_be_bytes()[..]).map_err(|e| storage(&e))?;
+        let check = keys.seal(Table::Meta, META_CHECK, &check_plaintext(target));
+        meta.insert(META_CHECK, check.as_slice()).map_err(|e| storage(&e))?;
+    }
+    txn.commit().map_err(|e| storage(&e))
+}
+
+fn check_plaintext(version: u32) -> Vec<u8> {
+    let mut plain = KEY_CHECK.to_vec();
+    plain.extend_from_slice(&version.to_be_bytes());
+    plain
+}
+
+fn writer_loop(
+    db: &Database,
+    keys: &Keys,
+    mut rx: mpsc::Receiver<Msg>,
+    options: Options,
+    commits: &AtomicU64,
+    writes: &AtomicU64,
+) {
+    let mut batch = Vec::with_capacity(options.max_batch);
+    let mut stopping = false;
+    while !stopping {
+        // Block for the first write, then take whatever else is already waiting: that is the
+        // group in group commit. Under load, writes pile up during each fsync.
+        match rx.blocking_recv() {
+            Some(Msg::Job(job)) => batch.push(job),
+            Some(Msg::Stop) | None => break,
+        }
+        while batch.len() < options.max_batch {
+            match rx.try_recv() {
+                Ok(Msg::Job(job)) => batch.push(job),
+                Ok(Msg::Stop) => {
+                    stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let n = batch.len() as u64;
+        if commit_batch(db, keys, &mut batch, options.durability).is_ok() {
+            commits.fetch_add(1, Ordering::Relaxed);
+            writes.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+    // Writes queued behind the stop are refused rather than left hanging.
+    rx.close();
+}
+
+/// Runs every job of `batch` in one transaction, commits, then answers each job with the
+/// commit's result: nobody hears "done" before the commit that holds their write.
+fn commit_batch(
+    db: &Database,
+    keys: &Keys,
+    batch: &mut Vec<Job>,
+    durability: Durability,
+) -> Result<(), StoreError> {
+    let begin = db.begin_write().map_err(StoreError::storage).and_then(|mut txn| {
+        txn.set_durability(durability).map_err(StoreError::storage)?;
+        Ok(txn)
+    });
+    let txn = match begin {
+        Ok(txn) => txn,
+        Err(e) => {
+            for job in batch.drain(..) {
+                job(None)(Err(e.clone()));
+            }
+            return Err(e);
+        }
+    };
+    let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+    let mut panicked = false;
+    let flushed = {
+        let ctx = Ctx::new(&txn, keys);
+        for job in batch.drain(..) {
+            // A bug in one operation must not take the writer down with every caller's write:
+            // the batch is abandoned and everyone in it gets an error.
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Some(&ctx)))) {
+                Ok(completion) => completions.push(completion),
+                Err(_) => panicked = true,
+            }
+        }
+        ctx.flush()
+    };
+    let result = match (panicked, flushed) {
+        (true, _) => {
+            let _ = txn.abort();
+            Err(StoreError::Storage(
+                "an operation failed unexpectedly; the batch was rolled back".into(),
+            ))
+        }
+        (false, Err(e)) => {
+            let _ = txn.abort();
+            Err(e)
+        }
+        (false, Ok(())) => txn.commit().map_err(StoreError::storage),
+    };
+    for completion in completions {
+        completion(result.clone());
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_at(path: &Path, migrations: &[Migration], target: u32) -> Result<Store, OpenError> {
+        let options = Options::default();
+        start(
+            create_file(path, options)?,
+            &StoreRootKey::from_bytes([1; 32]),
+            options,
+            migrations,
+            target,
+            true,
+        )
+    }
+
+    fn mark_migrated(txn: &redb::WriteTransaction, keys: &Keys) -> Result<(), String> {
+        let mut settings = txn.open_table(Table::Settings.def()).map_err(|e| e.to_string())?;
+        let key = rows::setting_key(keys, "migrated");
+        rows::put(
+            keys,
+            &mut settings,
+            Table::Settings,
+            &key,
+            &ciborium::Value::Bytes(b"yes".to_vec()),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn fail(_: &redb::WriteTransaction, _: &Keys) -> Result<(), String> {
+        Err("disk says no".into())
+    }
+
+    #[tokio::test]
+    async fn migrations_run_once_in_order_and_newer_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        open_at(&path, &[], 1).unwrap().close().await;
+
+        let err = open_at(&path, &[fail], 2).err().unwrap();
+        assert!(matches!(err, OpenError::Migration { from: 1, .. }), "{err:?}");
+        // The failed migration left version 1 in place.
+        open_at(&path, &[], 1).unwrap().close().await;
+
+        let store = open_at(&path, &[mark_migrated], 2).unwrap();
+        assert_eq!(store.setting("migrated").await.unwrap(), Some(b"yes".to_vec()));
+        store.close().await;
+        let err = open_at(&path, &[], 1).err().unwrap();
+        assert!(matches!(err, OpenError::UnsupportedVersion { found: 2, supported: 1 }), "{err:?}");
+        let err = open_at(&path, &[mark_migrated], 3).err().unwrap();
+        assert!(matches!(err, OpenError::Migration { from: 2, .. }), "no step from 2: {err:?}");
+    }
+}

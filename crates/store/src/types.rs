@@ -1,0 +1,251 @@
+//! What the store holds, as typed values. Each record is stored as a sealed CBOR map
+//! (`specs/store.md` §4).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use tincan_wire::{MessageId, PeerIdBytes, Seq, Text, UnixMillis, Username};
+
+/// Most addresses kept per contact.
+pub const MAX_ADDRS: usize = 8;
+/// Longest address kept, in bytes of its text form.
+pub const MAX_ADDR_LEN: usize = 256;
+/// Most key changes kept per contact; older ones are dropped.
+pub const MAX_KEY_CHANGES: usize = 32;
+
+/// Identifies a conversation (one per contact or message request). Random, so it says nothing
+/// about whom the conversation is with.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ConversationId(#[serde(with = "bytes16")] pub [u8; 16]);
+
+impl fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConversationId({self})")
+    }
+}
+
+/// Who wrote a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// We received it.
+    Incoming,
+    /// We wrote it.
+    Outgoing,
+}
+
+/// Where a message is in its life. Outgoing messages go queued → sent → delivered, or end
+/// failed; incoming messages are received.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum Status {
+    /// Durably in the outbox, not yet written to the network.
+    Queued,
+    /// Written to the network at least once, not yet acknowledged.
+    Sent,
+    /// The recipient acknowledged it as stored.
+    Delivered {
+        /// When the acknowledgement arrived, by our clock.
+        at: UnixMillis,
+    },
+    /// It will not be delivered.
+    Failed {
+        /// The refusal code from `specs/wire.md` §5.1, or 0 for a local reason.
+        code: u64,
+        /// Why, in words.
+        reason: String,
+    },
+    /// An incoming message, stored.
+    Received,
+}
+
+impl Status {
+    /// A short lowercase name: `queued`, `sent`, `delivered`, `failed` or `received`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Sent => "sent",
+            Status::Delivered { .. } => "delivered",
+            Status::Failed { .. } => "failed",
+            Status::Received => "received",
+        }
+    }
+}
+
+/// One message of a conversation's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Position in the conversation's display order, from 0.
+    pub position: u64,
+    /// Who wrote it.
+    pub direction: Direction,
+    /// The message id.
+    pub id: MessageId,
+    /// The sender's sequence number.
+    pub seq: Seq,
+    /// When the sender wrote it, by the sender's clock.
+    pub sent_at: UnixMillis,
+    /// When we stored it (incoming), by our clock; for outgoing messages, when we queued it.
+    pub stored_at: UnixMillis,
+    /// Where it is in its life.
+    pub status: Status,
+    /// The text.
+    pub text: Text,
+    /// For incoming messages: the username the sender claimed.
+    pub claimed_from: Option<Username>,
+    /// For incoming messages: how many of the sender's messages were missing just before this
+    /// one when it arrived (0 when none were).
+    pub missing_before: u64,
+    /// For incoming messages: it arrived after later messages from the same sender.
+    pub late: bool,
+}
+
+/// A message waiting for the recipient's acknowledgement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The conversation it belongs to.
+    pub conversation: ConversationId,
+    /// Its sequence number in the conversation.
+    pub seq: Seq,
+    /// The message id.
+    pub id: MessageId,
+    /// When it was queued, by our clock; sent as the message's timestamp.
+    pub sent_at: UnixMillis,
+    /// The text.
+    pub text: Text,
+    /// Its position in the log.
+    pub position: u64,
+    /// How many times it was written to the network.
+    pub attempts: u32,
+    /// Not before this time should it be sent again.
+    pub next_attempt_at: UnixMillis,
+}
+
+/// Is this a contact the user chose, or someone who wrote first?
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactKind {
+    /// A contact: the user wrote to them, or accepted their request.
+    Contact,
+    /// A message request: an unknown peer wrote first. Its username is only a claim.
+    Request,
+}
+
+/// A change of the key (PeerId) seen for a contact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChange {
+    /// The pinned PeerId before.
+    pub old: PeerIdBytes,
+    /// The PeerId that was seen.
+    pub new: PeerIdBytes,
+    /// When it was seen.
+    pub seen_at: UnixMillis,
+    /// When the user trusted it, if they did.
+    pub trusted_at: Option<UnixMillis>,
+}
+
+/// A contact or message request, with its conversation's counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// The conversation with this contact.
+    pub conversation: ConversationId,
+    /// Contact or request.
+    pub kind: ContactKind,
+    /// The username; for a request, the one the sender claimed.
+    pub username: Username,
+    /// The pinned PeerId: messages go to it, and only it may write in this conversation.
+    pub peer_id: PeerIdBytes,
+    /// When the contact was first seen.
+    pub first_seen: UnixMillis,
+    /// The user compared safety numbers and marked the key verified.
+    pub verified: bool,
+    /// Messages from this contact are refused and not stored.
+    pub blocked: bool,
+    /// A different PeerId seen for this username and not yet trusted. While set, nothing is
+    /// sent to the contact.
+    pub pending_peer_id: Option<PeerIdBytes>,
+    /// Key changes, oldest first, at most [`MAX_KEY_CHANGES`].
+    pub key_changes: Vec<KeyChange>,
+    /// The last sequence number we used in this conversation (0 before the first message).
+    pub last_sent_seq: u64,
+    /// The sequence number we expect next from the contact.
+    pub next_expected_seq: u64,
+    /// How many log entries the conversation has; the next entry's position.
+    pub log_len: u64,
+    /// Incoming messages the user has not read yet.
+    pub unread: u64,
+    /// Addresses where the contact was last reached (multiaddr text), at most [`MAX_ADDRS`].
+    pub addrs: Vec<String>,
+}
+
+/// A message as it arrived, for [`Store::receive`](crate::Store::receive).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incoming {
+    /// The message id.
+    pub id: MessageId,
+    /// The sender's sequence number.
+    pub seq: Seq,
+    /// The sender's timestamp.
+    pub sent_at: UnixMillis,
+    /// The username the sender claimed.
+    pub from: Username,
+    /// The text.
+    pub text: Text,
+}
+
+/// What became of one incoming message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// Stored now, at this log position.
+    Stored {
+        /// Its position in the log.
+        position: u64,
+    },
+    /// Stored before: acknowledge it again, show it no more.
+    Duplicate,
+    /// The contact is blocked: not stored.
+    Blocked,
+}
+
+/// A message just queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Queued {
+    /// The new message's id.
+    pub id: MessageId,
+    /// Its sequence number.
+    pub seq: Seq,
+    /// Its position in the log.
+    pub position: u64,
+}
+
+mod bytes16 {
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.collect_str(&super::ConversationId(*v))
+        } else {
+            s.serialize_bytes(v)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            let id: tincan_wire::MessageId = s.parse().map_err(de::Error::custom)?;
+            Ok(id.0)
+        } else {
+            let id = tincan_wire::MessageId::deserialize(d)?;
+            Ok(id.0)
+        }
+    }
+}
