@@ -27,6 +27,8 @@
 
 mod crypto;
 mod error;
+#[cfg(any(test, fuzzing))]
+pub mod fuzzing;
 mod ops;
 mod rows;
 mod store;

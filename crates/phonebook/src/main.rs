@@ -1,0 +1,191 @@
+//! `tincan-phonebook`: the server that tells tincan peers where to find each other.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use tincan_phonebook::server::{Config, Limits, Server};
+
+/// The tincan phonebook: maps usernames to signed addresses so peers can find each other.
+///
+/// Users register records signed with their identity key; the first valid record for a
+/// username binds it to that key, and only that key can refresh or delete it. Lookups return
+/// the signed record, which clients verify themselves. The phonebook never sees a message.
+///
+/// Examples:
+///   tincan-phonebook                                   # 127.0.0.1:7878, data in ~/.local/share
+///   tincan-phonebook --listen 0.0.0.0:7878 --data-dir /var/lib/tincan-phonebook
+///   tincan-phonebook --no-directory --release-after-days 180
+///
+/// Serve it to the internet behind a TLS reverse proxy (see README.md, "Running a phonebook").
+#[derive(Parser, Debug)]
+#[command(version, verbatim_doc_comment)]
+struct Args {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "127.0.0.1:7878", env = "TINCAN_PHONEBOOK_LISTEN")]
+    listen: SocketAddr,
+
+    /// Directory for the bindings database [default: $XDG_DATA_HOME/tincan-phonebook, or
+    /// ~/.local/share/tincan-phonebook].
+    #[arg(long, env = "TINCAN_PHONEBOOK_DATA_DIR", conflicts_with = "in_memory")]
+    data_dir: Option<PathBuf>,
+
+    /// Keep bindings in memory only: they are lost when the server stops.
+    #[arg(long)]
+    in_memory: bool,
+
+    /// Longest a record may live, in seconds. A user drops off the online list this long after
+    /// their last refresh; clients refresh at half of it.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(5..=86_400))]
+    presence_ttl: u64,
+
+    /// Release a username whose owner has not registered for this many days, so that someone
+    /// else may take it. By default names are kept forever.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    release_after_days: Option<u64>,
+
+    /// Do not publish who is online: `GET /peers/` answers 404. Lookups by name still work.
+    #[arg(long)]
+    no_directory: bool,
+
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
+    max_body_bytes: u64,
+
+    /// Seconds a whole request may take, body included.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    request_timeout: u64,
+
+    /// Seconds to receive a request's headers; also how long an idle connection stays open.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    header_timeout: u64,
+
+    /// Most connections at once.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+
+    /// Registrations and deletions allowed per client address per minute (0: no limit).
+    #[arg(long, default_value_t = 60)]
+    writes_per_minute: u32,
+
+    /// Writes a client may make in a burst before the per-minute rate applies.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    write_burst: u32,
+
+    /// Behind a reverse proxy: take the client address from the last X-Forwarded-For entry.
+    /// Only set this if every request comes through a proxy you run.
+    #[arg(long)]
+    trust_forwarded_for: bool,
+
+    /// Log format (logs go to stderr; set the level with RUST_LOG, e.g. RUST_LOG=debug).
+    #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Human-readable, multi-line.
+    Pretty,
+    /// Human-readable, one line per event.
+    Compact,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let data_dir = if args.in_memory {
+        None
+    } else {
+        Some(match args.data_dir {
+            Some(dir) => dir,
+            None => default_data_dir()
+                .context("no data directory: set --data-dir, HOME or XDG_DATA_HOME")?,
+        })
+    };
+    let config = Config {
+        data_dir: data_dir.clone(),
+        presence_ttl: Duration::from_secs(args.presence_ttl),
+        clock_skew: Duration::from_secs(120),
+        directory: !args.no_directory,
+        release_after: args
+            .release_after_days
+            .map(|d| Duration::from_secs(d.saturating_mul(86_400))),
+        limits: Limits {
+            max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(8192),
+            request_timeout: Duration::from_secs(args.request_timeout),
+            header_timeout: Duration::from_secs(args.header_timeout),
+            max_connections: usize::try_from(args.max_connections).unwrap_or(1024),
+            writes_per_minute: args.writes_per_minute,
+            write_burst: args.write_burst,
+            trust_forwarded_for: args.trust_forwarded_for,
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let server = Server::new(config).with_context(|| match &data_dir {
+            Some(dir) => format!("opening the bindings in {}", dir.display()),
+            None => "starting".to_owned(),
+        })?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        // Tests and scripts read this line to learn the port when listening on port 0.
+        #[allow(clippy::print_stdout)]
+        {
+            println!("listening on {addr}");
+        }
+        tracing::info!(%addr, data_dir = ?data_dir, "phonebook ready");
+        server.serve(listener, shutdown_signal()).await.context("serving")?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn default_data_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))?;
+    Some(base.join("tincan-phonebook"))
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Compact => builder.compact().init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,210 @@
+//! The phonebook server: configuration, state, and the HTTP accept loop with its limits.
+
+mod api;
+mod limit;
+mod metrics;
+mod persist;
+mod registry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+pub use api::{ApiDoc, ErrorBody, ErrorDetail, Health, Info, PeerList};
+pub use persist::PersistError;
+pub use registry::PeerView;
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where bindings are kept; `None` keeps them in memory only (tests, throwaway servers).
+    pub data_dir: Option<PathBuf>,
+    /// The longest a record may live; presence ends then unless refreshed.
+    pub presence_ttl: Duration,
+    /// How far ahead of ours a client's clock may be.
+    pub clock_skew: Duration,
+    /// Whether `GET /peers/` lists who is online.
+    pub directory: bool,
+    /// Release usernames whose owner has not registered for this long.
+    pub release_after: Option<Duration>,
+    /// Request and connection limits.
+    pub limits: Limits,
+}
+
+/// Limits against abuse. Every one is finite.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Time for a whole request, body included.
+    pub request_timeout: Duration,
+    /// Time to receive a request's headers, and how long an idle connection stays open.
+    pub header_timeout: Duration,
+    /// Most connections at once; more are closed at once.
+    pub max_connections: usize,
+    /// Writes (registrations and deletions) per client address per minute; 0 turns it off.
+    pub writes_per_minute: u32,
+    /// Writes a client may burst before the per-minute rate applies.
+    pub write_burst: u32,
+    /// Take the client address from the last `X-Forwarded-For` entry (behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: None,
+            presence_ttl: Duration::from_secs(300),
+            clock_skew: Duration::from_secs(120),
+            directory: true,
+            release_after: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_body_bytes: 8 * 1024,
+            request_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            writes_per_minute: 60,
+            write_burst: 20,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// What the handlers share.
+pub(crate) struct App {
+    config: Config,
+    registry: registry::Registry,
+    limiter: limit::RateLimiter,
+    metrics: metrics::Metrics,
+}
+
+/// A server ready to serve: bindings loaded, router built.
+pub struct Server {
+    app: Arc<App>,
+}
+
+impl Server {
+    /// Loads the bindings from `config.data_dir` and builds the server.
+    pub fn new(config: Config) -> Result<Server, PersistError> {
+        let (persist, loaded) = match &config.data_dir {
+            Some(dir) => {
+                let (persist, loaded) = persist::Persist::open(dir)?;
+                (Some(persist), loaded)
+            }
+            None => (None, Vec::new()),
+        };
+        tracing::info!(bindings = loaded.len(), "bindings loaded");
+        let registry = registry::Registry::new(persist, loaded, config.presence_ttl);
+        let limiter =
+            limit::RateLimiter::new(config.limits.writes_per_minute, config.limits.write_burst);
+        Ok(Server {
+            app: Arc::new(App { config, registry, limiter, metrics: metrics::Metrics::default() }),
+        })
+    }
+
+    /// The routes, for serving or for `oneshot` tests.
+    pub fn router(&self) -> axum::Router {
+        api::router(self.app.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then stops accepting, lets requests in
+    /// flight finish (for up to 10 s) and flushes the bindings to disk.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let router = self.router();
+        let limits = self.app.config.limits.clone();
+        let connections = Arc::new(Semaphore::new(limits.max_connections));
+        let graceful = GracefulShutdown::new();
+        let sweeper = tokio::spawn(sweep(self.app.clone()));
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .keep_alive(true)
+            .max_buf_size(64 * 1024);
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors, for example: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let Ok(permit) = connections.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "connection limit reached; closing");
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let service = router.clone().map_request(move |mut req: axum::extract::Request<_>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+            let conn =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _ = conn.await;
+                drop(permit);
+            });
+        }
+        tracing::info!("shutting down: waiting for requests in flight");
+        drop(listener);
+        if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+            tracing::warn!("requests still in flight after 10 s; closing them");
+        }
+        sweeper.abort();
+        // Every accepted write was durable before it was answered, and the requests in flight
+        // have finished: nothing is left to flush. Dropping the state joins the writer thread.
+        Ok(())
+    }
+
+    /// The address a listener is bound to, as the test harness and the CLI print it.
+    pub fn local_addr(listener: &TcpListener) -> std::io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+}
+
+async fn sweep(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let released = app.registry.sweep(now_ms(), app.config.release_after).await;
+        if released > 0 {
+            tracing::info!(released, "released usernames not seen for too long");
+        }
+        app.limiter.prune(Instant::now());
+    }
+}
+
+/// Milliseconds since the Unix epoch, by this server's clock.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,390 @@
+//! The bindings and presence, in memory, backed by [`Persist`]. All the rules of
+//! `specs/phonebook.md` §3 live here: first come first served, only the owner refreshes or
+//! deletes, sequence numbers only go up, presence expires.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use libp2p_identity::PeerId;
+use serde::Serialize;
+use tincan_wire::Username;
+use utoipa::ToSchema;
+
+use super::persist::{Pending, Persist, PersistError, Stored};
+use crate::{Endpoint, Record, SignedDelete, SignedRecord};
+
+/// What a lookup shows: the signed proof of the binding, presence, and a readable view of the
+/// addresses.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, ToSchema, PartialEq, Eq)]
+pub struct PeerView {
+    /// Whether the user's presence has not expired. (First, so that the server can keep one
+    /// serialized answer per user and only swap this field.)
+    pub online: bool,
+    /// The username.
+    pub username: String,
+    /// The PeerId bound to it. Clients trust it only through `record` or `deletion`.
+    pub peer_id: String,
+    /// The latest signed record, kept after presence expires; `null` after a deletion.
+    pub record: Option<SignedRecord>,
+    /// The signed deletion, when the user took the record down.
+    pub deletion: Option<SignedDelete>,
+    /// The record's addresses, as IP and port.
+    pub endpoints: Vec<Endpoint>,
+    /// The first address's IP (as the original phonebook showed).
+    pub ip: Option<String>,
+    /// The first address's port.
+    pub port: Option<u16>,
+    /// When the user last registered, ms since the epoch.
+    pub last_seen: u64,
+}
+
+/// Why a write was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RegistryError {
+    #[error("the username belongs to another key")]
+    NameTaken,
+    #[error("sequence number {got} is not above the current {current}: a replay or an old record")]
+    StaleSeq { got: u64, current: u64 },
+    #[error("no such username")]
+    NotFound,
+    #[error("only the key that owns the username may delete it")]
+    NotOwner,
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+}
+
+#[derive(Clone)]
+struct Entry {
+    peer_id: PeerId,
+    seq: u64,
+    presence_until: u64,
+    bound_at: u64,
+    last_seen: u64,
+    /// The lookup answer with `"online":false`, serialized once whenever the entry changes,
+    /// so a lookup copies bytes instead of serializing.
+    body: Bytes,
+}
+
+impl Entry {
+    fn new(username: &Username, peer_id: PeerId, stored: &Stored) -> Entry {
+        Entry {
+            peer_id,
+            seq: stored.seq,
+            presence_until: stored.presence_until,
+            bound_at: stored.bound_at,
+            last_seen: stored.last_seen,
+            body: offline_body(username, stored),
+        }
+    }
+
+    /// The lookup answer as of `now`.
+    fn answer(&self, now: u64) -> Bytes {
+        if self.presence_until > now { online_body(&self.body) } else { self.body.clone() }
+    }
+}
+
+const OFFLINE: &[u8] = b"{\"online\":false";
+const ONLINE: &[u8] = b"{\"online\":true";
+
+fn offline_body(username: &Username, stored: &Stored) -> Bytes {
+    let endpoints: Vec<Endpoint> = stored
+        .record
+        .iter()
+        .flat_map(|r| r.addrs.iter())
+        .filter_map(|a| a.parse().ok().and_then(|a| Endpoint::of(&a)))
+        .collect();
+    let first = endpoints.first();
+    let view = PeerView {
+        online: false,
+        username: username.to_string(),
+        peer_id: stored.peer_id.clone(),
+        ip: first.map(|e| e.ip.clone()),
+        port: first.map(|e| e.port),
+        record: stored.record.clone(),
+        deletion: stored.deletion.clone(),
+        endpoints,
+        last_seen: stored.last_seen,
+    };
+    let mut body = serde_json::to_vec(&view).expect("a view always serializes");
+    // Kept for as long as the user is registered: keep only what it needs.
+    body.shrink_to_fit();
+    Bytes::from(body)
+}
+
+fn online_body(offline: &Bytes) -> Bytes {
+    debug_assert!(offline.starts_with(OFFLINE));
+    let mut out = Vec::with_capacity(offline.len());
+    out.extend_from_slice(ONLINE);
+    out.extend_from_slice(&offline[OFFLINE.len()..]);
+    Bytes::from(out)
+}
+
+#[derive(Default)]
+struct Index {
+    by_name: HashMap<Username, Entry>,
+    /// Usernames whose presence has not been seen to expire, in order, for the directory.
+    online: BTreeSet<Username>,
+}
+
+/// Whether a registration created the binding or refreshed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Registered {
+    Created,
+    Refreshed,
+}
+
+pub(crate) struct Registry {
+    index: RwLock<Index>,
+    persist: Option<Persist>,
+    presence_ttl: Duration,
+}
+
+impl Registry {
+    /// A registry holding `loaded` bindings, persisting through `persist` (none: memory only).
+    pub(crate) fn new(
+        persist: Option<Persist>,
+        loaded: Vec<(String, Stored)>,
+        presence_ttl: Duration,
+    ) -> Registry {
+        let mut index = Index::default();
+        for (name, stored) in loaded {
+            // Entries that no longer parse are skipped rather than trusted; they were written by
+            // this server, so this only happens if the file was edited.
+            let (Ok(username), Ok(peer_id)) =
+                (Username::canonical(&name), stored.peer_id.parse::<PeerId>())
+            else {
+                tracing::warn!(username = %name, "skipping an unreadable binding");
+                continue;
+            };
+            index.online.insert(username.clone());
+            index.by_name.insert(username.clone(), Entry::new(&username, peer_id, &stored));
+        }
+        Registry { index: RwLock::new(index), persist, presence_ttl }
+    }
+
+    /// Registers or refreshes `record`, received at `now`. Returns the lookup answer.
+    pub(crate) async fn register(
+        &self,
+        record: Record,
+        now: u64,
+    ) -> Result<(Registered, Bytes), RegistryError> {
+        let presence_until = record.expires_at.0.min(now.saturating_add(ms(self.presence_ttl)));
+        let (outcome, answer, pending, previous) = {
+            let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+            let previous = index.by_name.get(&record.username).cloned();
+            let outcome = match &previous {
+                Some(entry) if entry.peer_id != record.peer_id => {
+                    return Err(RegistryError::NameTaken);
+                }
+                Some(entry) if record.seq <= entry.seq => {
+                    return Err(RegistryError::StaleSeq { got: record.seq, current: entry.seq });
+                }
+                Some(_) => Registered::Refreshed,
+                None => Registered::Created,
+            };
+            let stored = Stored {
+                peer_id: record.peer_id.to_base58(),
+                seq: record.seq,
+                record: Some(record.signed.clone()),
+                deletion: None,
+                presence_until,
+                bound_at: previous.as_ref().map_or(now, |e| e.bound_at),
+                last_seen: now,
+            };
+            let pending = self.queue_put(&record.username, &stored)?;
+            let entry = Entry::new(&record.username, record.peer_id, &stored);
+            let answer = entry.answer(now);
+            index.online.insert(record.username.clone());
+            index.by_name.insert(record.username.clone(), entry);
+            (outcome, answer, pending, previous)
+        };
+        if let Err(e) = wait(pending).await {
+            self.roll_back(&record.username, record.seq, previous);
+            return Err(e.into());
+        }
+        Ok((outcome, answer))
+    }
+
+    /// Takes the user's record down, and releases the username if asked.
+    pub(crate) async fn delete(
+        &self,
+        username: &Username,
+        peer_id: PeerId,
+        deletion: SignedDelete,
+        now: u64,
+    ) -> Result<(), RegistryError> {
+        let (pending, previous) = {
+            let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+            let entry = index.by_name.get(username).ok_or(RegistryError::NotFound)?;
+            if entry.peer_id != peer_id {
+                return Err(RegistryError::NotOwner);
+            }
+            if deletion.seq <= entry.seq {
+                return Err(RegistryError::StaleSeq { got: deletion.seq, current: entry.seq });
+            }
+            let previous = Some(entry.clone());
+            let seq = deletion.seq;
+            index.online.remove(username);
+            let pending = if deletion.release {
+                index.by_name.remove(username);
+                self.queue_remove(username)?
+            } else {
+                let stored = Stored {
+                    peer_id: peer_id.to_base58(),
+                    seq,
+                    record: None,
+                    deletion: Some(deletion),
+                    presence_until: 0,
+                    bound_at: previous.as_ref().map_or(now, |e| e.bound_at),
+                    last_seen: now,
+                };
+                let pending = self.queue_put(username, &stored)?;
+                index.by_name.insert(username.clone(), Entry::new(username, peer_id, &stored));
+                pending
+            };
+            (pending, (seq, previous))
+        };
+        if let Err(e) = wait(pending).await {
+            self.roll_back(username, previous.0, previous.1);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// The lookup answer for `username`, with presence as of `now`.
+    pub(crate) fn lookup(&self, username: &Username, now: u64) -> Option<Bytes> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        index.by_name.get(username).map(|entry| entry.answer(now))
+    }
+
+    /// The answers of up to `limit` users online at `now`, in username order, after `after`;
+    /// and the username to continue from, if there are more.
+    pub(crate) fn online(
+        &self,
+        after: Option<&Username>,
+        limit: usize,
+        now: u64,
+    ) -> (Vec<Bytes>, Option<String>) {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let mut peers = Vec::with_capacity(limit.min(128));
+        let range = match after {
+            Some(after) => index.online.range::<Username, _>((
+                std::ops::Bound::Excluded(after),
+                std::ops::Bound::Unbounded,
+            )),
+            None => index.online.range::<Username, _>(..),
+        };
+        let mut last = None;
+        let mut next = None;
+        for name in range {
+            let Some(entry) = index.by_name.get(name) else { continue };
+            if entry.presence_until <= now {
+                continue;
+            }
+            if peers.len() == limit {
+                next = last.map(|n: &Username| n.to_string());
+                break;
+            }
+            peers.push(entry.answer(now));
+            last = Some(name);
+        }
+        (peers, next)
+    }
+
+    /// Drops expired presence from the directory, and releases usernames not seen for longer
+    /// than `release_after`. Returns how many were released.
+    pub(crate) async fn sweep(&self, now: u64, release_after: Option<Duration>) -> usize {
+        let pending = {
+            let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+            let Index { by_name, online } = &mut *index;
+            online.retain(|name| by_name.get(name).is_some_and(|e| e.presence_until > now));
+            let Some(after) = release_after else { return 0 };
+            let cutoff = now.saturating_sub(ms(after));
+            let stale: Vec<Username> = by_name
+                .iter()
+                .filter(|(_, e)| e.last_seen < cutoff && e.presence_until <= now)
+                .map(|(name, _)| name.clone())
+                .collect();
+            let mut pending = Vec::with_capacity(stale.len());
+            for name in stale {
+                match self.queue_remove(&name) {
+                    Ok(p) => {
+                        by_name.remove(&name);
+                        pending.push(p);
+                    }
+                    // The queue is full: leave the rest for the next sweep.
+                    Err(_) => break,
+                }
+            }
+            pending
+        };
+        let released = pending.len();
+        for p in pending {
+            if let Err(e) = wait(p).await {
+                tracing::error!(error = %e, "releasing a stale username failed");
+            }
+        }
+        released
+    }
+
+    /// Bindings, and users online now.
+    pub(crate) fn counts(&self, now: u64) -> (usize, usize) {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let online = index
+            .online
+            .iter()
+            .filter(|n| index.by_name.get(*n).is_some_and(|e| e.presence_until > now))
+            .count();
+        (index.by_name.len(), online)
+    }
+
+    fn queue_put(
+        &self,
+        username: &Username,
+        stored: &Stored,
+    ) -> Result<Option<Pending>, RegistryError> {
+        Ok(match &self.persist {
+            Some(p) => Some(p.put(username.as_str(), stored)?),
+            None => None,
+        })
+    }
+
+    fn queue_remove(&self, username: &Username) -> Result<Option<Pending>, PersistError> {
+        Ok(match &self.persist {
+            Some(p) => Some(p.remove(username.as_str())?),
+            None => None,
+        })
+    }
+
+    /// Undoes a change whose write failed, unless a later change replaced it meanwhile.
+    fn roll_back(&self, username: &Username, seq: u64, previous: Option<Entry>) {
+        let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+        let ours = index.by_name.get(username).is_none_or(|e| e.seq == seq);
+        if !ours {
+            return;
+        }
+        match previous {
+            Some(entry) => {
+                index.online.insert(username.clone());
+                index.by_name.insert(username.clone(), entry);
+            }
+            None => {
+                index.by_name.remove(username);
+                index.online.remove(username);
+            }
+        }
+    }
+}
+
+async fn wait(pending: Option<Pending>) -> Result<(), PersistError> {
+    match pending {
+        Some(p) => p.wait().await,
+        None => Ok(()),
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

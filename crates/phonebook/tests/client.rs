@@ -1,0 +1,90 @@
+//! The typed client trusts signatures, not the server: against a lying phonebook it reports
+//! forgeries instead of returning them. Also checks the spec vectors.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use axum::Json;
+use axum::routing::get;
+use common::*;
+use serde_json::{Value, json};
+use tincan_phonebook::{
+    Client, ClientError, SignedDelete, SignedRecord, delete_payload, record_payload,
+};
+
+/// Serves `answer` for every lookup, as a malicious or broken phonebook would.
+async fn lying_phonebook(answer: Value) -> Client {
+    let app =
+        axum::Router::new().route("/peers/{username}", get(move || async move { Json(answer) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Client::new(&url).unwrap()
+}
+
+fn view(record: &SignedRecord) -> Value {
+    json!({
+        "username": record.username, "peer_id": record.peer_id, "online": true,
+        "record": record, "deletion": null, "endpoints": [], "ip": null, "port": null, "last_seen": 0,
+    })
+}
+
+#[tokio::test]
+async fn forged_answers_are_refused() {
+    let alice = identity();
+    let mallory = identity();
+    let honest = record(&alice, "alice", 1, 60_000);
+
+    // Mallory's own valid record, served for alice.
+    let mut answer = view(&record(&mallory, "mallory", 1, 60_000));
+    answer["username"] = json!("alice");
+    let err = lying_phonebook(answer).await.lookup(&name("alice")).await.unwrap_err();
+    assert!(matches!(err, ClientError::Forged { .. }), "{err}");
+
+    // Alice's record with the addresses changed.
+    let mut tampered = honest.clone();
+    tampered.addrs = vec!["/ip4/10.6.6.6/tcp/4001".into()];
+    let err = lying_phonebook(view(&tampered)).await.lookup(&name("alice")).await.unwrap_err();
+    assert!(matches!(err, ClientError::Forged { .. }), "{err}");
+
+    // Alice's record, but the answer claims another PeerId.
+    let mut answer = view(&honest);
+    answer["peer_id"] = json!(mallory.peer_id().to_base58());
+    let err = lying_phonebook(answer).await.lookup(&name("alice")).await.unwrap_err();
+    assert!(matches!(err, ClientError::Forged { .. }), "{err}");
+
+    // No proof at all.
+    let mut answer = view(&honest);
+    answer["record"] = Value::Null;
+    let err = lying_phonebook(answer).await.lookup(&name("alice")).await.unwrap_err();
+    assert!(matches!(err, ClientError::Forged { .. }), "{err}");
+
+    // The honest answer is accepted.
+    let found = lying_phonebook(view(&honest)).await.lookup(&name("alice")).await.unwrap().unwrap();
+    assert_eq!(found.peer_id, alice.peer_id());
+}
+
+#[test]
+fn spec_vectors_verify() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../specs/vectors/phonebook.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let signed: SignedRecord = serde_json::from_value(doc["record"].clone()).unwrap();
+    let record = signed.verify().unwrap();
+    let payload = record_payload(
+        &signed.username,
+        &record.peer_id,
+        &signed.addrs,
+        signed.seq,
+        signed.expires_at,
+    );
+    assert_eq!(hex::encode(payload), doc["record_payload"].as_str().unwrap());
+    let deletion: SignedDelete = serde_json::from_value(doc["deletion"].clone()).unwrap();
+    let (user, peer) = deletion.verify().unwrap();
+    assert_eq!((user.as_str(), peer), ("alice", record.peer_id));
+    let payload = delete_payload("alice", &peer, deletion.seq, deletion.release);
+    assert_eq!(hex::encode(payload), doc["deletion_payload"].as_str().unwrap());
+    let mut forged = signed.clone();
+    forged.seq += 1;
+    assert!(forged.verify().is_err());
+}

@@ -1,0 +1,493 @@
+//! The real server process over HTTP: every route, every refusal, restarts and races.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tincan_phonebook::{ClientError, SignedDelete};
+
+async fn post(pb: &Phonebook, user: &str, body: &Value) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/peers/{user}", pb.url()))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+#[tokio::test]
+async fn register_look_up_list_refresh_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(dir.path(), &[]);
+    let client = pb.client();
+    let alice = identity();
+    let view = client
+        .register(&alice, &name("alice"), &addrs(), Duration::from_secs(60), now())
+        .await
+        .unwrap();
+    assert!(view.online);
+    assert_eq!(view.ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(view.port, Some(4001));
+    assert_eq!(view.endpoints[1].transport, "quic-v1");
+
+    let found = client.lookup(&name("Alice")).await.unwrap().unwrap();
+    assert_eq!(found.peer_id, alice.peer_id());
+    assert_eq!(found.record.as_ref().unwrap().addrs, addrs());
+    assert!(client.lookup(&name("nobody")).await.unwrap().is_none());
+
+    let bob = identity();
+    client.register(&bob, &name("bob"), &addrs(), Duration::from_secs(60), now()).await.unwrap();
+    let (page, next) = client.online(None, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].username.as_str(), "alice");
+    let (page, next) = client.online(next.as_ref(), 1).await.unwrap();
+    assert_eq!(page[0].username.as_str(), "bob");
+    assert_eq!(next, None);
+
+    // Refresh: a later record from the same key.
+    let moved = vec!["/ip4/127.0.0.2/tcp/5000".parse().unwrap()];
+    let later = common::UnixMillis(now().0 + 10);
+    let refreshed = client
+        .register(&alice, &name("alice"), &moved, Duration::from_secs(60), later)
+        .await
+        .unwrap();
+    assert_eq!(refreshed.port, Some(5000));
+
+    // Delete: offline, binding kept and proven by the signed deletion.
+    client.delete(&alice, &name("alice"), false, common::UnixMillis(now().0 + 20)).await.unwrap();
+    let found = client.lookup(&name("alice")).await.unwrap().unwrap();
+    assert!(!found.online && found.record.is_none());
+    assert_eq!(found.peer_id, alice.peer_id());
+    let (page, _) = client.online(None, 10).await.unwrap();
+    assert_eq!(page.iter().map(|f| f.username.as_str()).collect::<Vec<_>>(), ["bob"]);
+    // Another key still cannot take it...
+    let mallory = identity();
+    let err = client
+        .register(&mallory, &name("alice"), &addrs(), Duration::from_secs(60), now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Refused { status: 409, ref code, .. } if code == "name-taken"),
+        "{err}"
+    );
+    // ...until the owner releases it.
+    client.delete(&alice, &name("alice"), true, common::UnixMillis(now().0 + 30)).await.unwrap();
+    assert!(client.lookup(&name("alice")).await.unwrap().is_none());
+    client
+        .register(&mallory, &name("alice"), &addrs(), Duration::from_secs(60), now())
+        .await
+        .unwrap();
+}
+
+/// Every hostile input gets its own 4xx and stable code. Prints the table for the record.
+#[tokio::test]
+async fn hostile_inputs_get_the_right_status_and_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(dir.path(), &["--presence-ttl", "60"]);
+    let owner = identity();
+    let (status, _) = post(&pb, "taken", &json!(record(&owner, "taken", 100, 30_000))).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let valid = |user: &str| serde_json::to_value(record(&identity(), user, 1, 30_000)).unwrap();
+    let mut forged = valid("forged");
+    forged["addrs"][0] = json!("/ip4/10.6.6.6/tcp/4001");
+    let mut too_many = valid("many");
+    too_many["addrs"] =
+        json!((1..=9).map(|p| format!("/ip4/127.0.0.1/tcp/{p}")).collect::<Vec<_>>());
+    let mut extra_field = valid("chatty");
+    extra_field["message"] = json!("CANARY-content-must-not-be-accepted");
+    let mut bad_peer = valid("badpeer");
+    bad_peer["peer_id"] = json!("not-a-peer-id");
+    let mut bad_sig = valid("badsig");
+    bad_sig["signature"] = json!("zz");
+
+    let cases: Vec<(&str, String, Value, u16, &str)> = vec![
+        ("forged signature", "forged".into(), forged, 401, "bad-signature"),
+        ("another key claims a taken name", "taken".into(), valid("taken"), 409, "name-taken"),
+        (
+            "replayed sequence number",
+            "taken".into(),
+            json!(record(&owner, "taken", 100, 30_000)),
+            409,
+            "stale-seq",
+        ),
+        (
+            "lower sequence number",
+            "taken".into(),
+            json!(record(&owner, "taken", 99, 30_000)),
+            409,
+            "stale-seq",
+        ),
+        (
+            "expired record",
+            "late".into(),
+            json!(record(&identity(), "late", 1, 0)),
+            400,
+            "record-expired",
+        ),
+        (
+            "record living too long",
+            "forever".into(),
+            json!(record(&identity(), "forever", 1, 86_400_000)),
+            400,
+            "ttl-too-long",
+        ),
+        ("invalid username", "Bad%20Name".into(), valid("badname"), 400, "invalid-username"),
+        ("username of 33 characters", "a".repeat(33), valid("a"), 400, "invalid-username"),
+        (
+            "record for another username",
+            "someoneelse".into(),
+            valid("me"),
+            400,
+            "username-mismatch",
+        ),
+        ("too many addresses", "many".into(), too_many, 400, "too-many-addrs"),
+        (
+            "unparsable address",
+            "addr".into(),
+            {
+                let mut v = valid("addr");
+                v["addrs"][0] = json!("/ip4/0.0.0.0/tcp/1");
+                v
+            },
+            400,
+            "invalid-addr",
+        ),
+        ("a field for message content", "chatty".into(), extra_field, 400, "malformed-json"),
+        ("invalid peer id", "badpeer".into(), bad_peer, 400, "invalid-peer-id"),
+        ("malformed signature", "badsig".into(), bad_sig, 400, "malformed-signature"),
+    ];
+    let mut table = Vec::new();
+    for (what, user, body, want_status, want_code) in cases {
+        let (status, got) = post(&pb, &user, &body).await;
+        table.push(format!("{what}: {} {}", status.as_u16(), code(&got)));
+        assert_eq!((status.as_u16(), code(&got)), (want_status, want_code), "{what}: {got}");
+    }
+
+    // Raw bodies: malformed JSON, oversized, wrong content type.
+    let http = reqwest::Client::new();
+    let raw = |body: Vec<u8>, content_type: &'static str| {
+        http.post(format!("{}/peers/raw", pb.url()))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    for (what, response, want_status, want_code) in [
+        (
+            "malformed JSON",
+            raw(b"{\"username\": ".to_vec(), "application/json").await.unwrap(),
+            400,
+            "malformed-json",
+        ),
+        (
+            "oversized body (100 KiB)",
+            raw(vec![b' '; 100 * 1024], "application/json").await.unwrap(),
+            413,
+            "body-too-large",
+        ),
+        (
+            "not JSON content type",
+            raw(b"{}".to_vec(), "text/plain").await.unwrap(),
+            415,
+            "unsupported-media-type",
+        ),
+        ("empty body", raw(Vec::new(), "application/json").await.unwrap(), 400, "malformed-json"),
+    ] {
+        let status = response.status();
+        let got: Value = response.json().await.unwrap();
+        table.push(format!("{what}: {} {}", status.as_u16(), code(&got)));
+        assert_eq!((status.as_u16(), code(&got)), (want_status, want_code), "{what}: {got}");
+    }
+
+    // Deletions: by another key, replayed.
+    let not_owner = SignedDelete::sign(&identity(), &name("taken"), 500, false);
+    let response =
+        http.delete(format!("{}/peers/taken", pb.url())).json(&not_owner).send().await.unwrap();
+    let (status, got) = (response.status(), response.json::<Value>().await.unwrap());
+    table.push(format!("deletion by another key: {} {}", status.as_u16(), code(&got)));
+    assert_eq!((status.as_u16(), code(&got)), (403, "not-owner"));
+    let stale = SignedDelete::sign(&owner, &name("taken"), 50, false);
+    let response =
+        http.delete(format!("{}/peers/taken", pb.url())).json(&stale).send().await.unwrap();
+    let (status, got) = (response.status(), response.json::<Value>().await.unwrap());
+    table.push(format!("replayed deletion: {} {}", status.as_u16(), code(&got)));
+    assert_eq!((status.as_u16(), code(&got)), (409, "stale-seq"));
+    assert_eq!(got["error"]["current_seq"], 100);
+
+    // Routes and methods that do not exist.
+    for (what, response, want_status, want_code) in [
+        (
+            "unknown route",
+            http.get(format!("{}/messages", pb.url())).send().await.unwrap(),
+            404,
+            "no-such-route",
+        ),
+        (
+            "PUT on a record",
+            http.put(format!("{}/peers/taken", pb.url())).send().await.unwrap(),
+            405,
+            "method-not-allowed",
+        ),
+        (
+            "bad page size",
+            http.get(format!("{}/peers/?limit=100000", pb.url())).send().await.unwrap(),
+            400,
+            "invalid-query",
+        ),
+    ] {
+        let status = response.status();
+        let got: Value = response.json().await.unwrap();
+        table.push(format!("{what}: {} {}", status.as_u16(), code(&got)));
+        assert_eq!((status.as_u16(), code(&got)), (want_status, want_code), "{what}: {got}");
+    }
+    println!("hostile inputs and the status each got:\n  {}", table.join("\n  "));
+
+    // Nothing of the refused content reached the disk.
+    drop(pb);
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(6).any(|w| w == b"CANARY"), "refused content was stored");
+    }
+}
+
+#[tokio::test]
+async fn bindings_survive_a_clean_restart_and_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(dir.path(), &[]);
+    let alice = identity();
+    pb.client()
+        .register(&alice, &name("alice"), &addrs(), Duration::from_secs(60), now())
+        .await
+        .unwrap();
+    let args = pb.restart_args();
+    assert!(pb.stop().success(), "SIGTERM is a clean exit");
+
+    let pb = Phonebook::respawn(dir.path(), args.clone());
+    let found = pb.client().lookup(&name("alice")).await.unwrap().unwrap();
+    assert_eq!(found.peer_id, alice.peer_id());
+    assert!(found.online, "presence survives a restart until it expires");
+    let bob = identity();
+    pb.client()
+        .register(&bob, &name("bob"), &addrs(), Duration::from_secs(60), now())
+        .await
+        .unwrap();
+    pb.crash();
+
+    let pb = Phonebook::respawn(dir.path(), args);
+    let found = pb.client().lookup(&name("bob")).await.unwrap().unwrap();
+    assert_eq!(found.peer_id, bob.peer_id(), "an answered registration survives SIGKILL");
+    let err = pb
+        .client()
+        .register(&identity(), &name("alice"), &addrs(), Duration::from_secs(60), now())
+        .await;
+    assert!(matches!(err, Err(ClientError::Refused { status: 409, .. })));
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_name_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(dir.path(), &[]);
+    for round in 0..5 {
+        let user = format!("race{round}");
+        let mut tasks = Vec::new();
+        for _ in 0..24 {
+            let (client, user) = (pb.client(), user.clone());
+            tasks.push(tokio::spawn(async move {
+                let id = identity();
+                let result = client
+                    .register(&id, &name(&user), &addrs(), Duration::from_secs(60), now())
+                    .await;
+                (id.peer_id(), result)
+            }));
+        }
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                (peer, Ok(_)) => winners.push(peer),
+                (_, Err(ClientError::Refused { status: 409, code, .. })) => {
+                    assert_eq!(code, "name-taken")
+                }
+                (_, Err(e)) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one registration wins");
+        let found = pb.client().lookup(&name(&user)).await.unwrap().unwrap();
+        assert_eq!(found.peer_id, winners[0]);
+    }
+}
+
+#[tokio::test]
+async fn the_list_hides_expired_presence() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(dir.path(), &["--presence-ttl", "5"]);
+    let client = pb.client();
+    let short = identity();
+    let (status, _) = post(&pb, "brief", &json!(record(&short, "brief", 1, 1_500))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    client
+        .register(&identity(), &name("steady"), &addrs(), Duration::from_secs(5), now())
+        .await
+        .unwrap();
+    let listed = |page: &[tincan_phonebook::Found]| {
+        page.iter().map(|f| f.username.to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(listed(&client.online(None, 10).await.unwrap().0), ["brief", "steady"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = client.online(None, 10).await.unwrap().0;
+        if listed(&page) == ["steady"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expired presence still listed: {:?}",
+            listed(&page)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let found = client.lookup(&name("brief")).await.unwrap().unwrap();
+    assert!(!found.online && found.record.is_some(), "the signed record stays available, offline");
+}
+
+#[tokio::test]
+async fn writes_are_rate_limited_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(dir.path(), &["--writes-per-minute=6", "--write-burst", "2"]);
+    let id = identity();
+    for seq in 1..=2 {
+        let (status, _) = post(&pb, "busy", &json!(record(&id, "busy", seq, 30_000))).await;
+        assert!(status.is_success());
+    }
+    let response = reqwest::Client::new()
+        .post(format!("{}/peers/busy", pb.url()))
+        .json(&record(&id, "busy", 3, 30_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=10).contains(&retry), "{retry}");
+    assert_eq!(code(&response.json::<Value>().await.unwrap()), "rate-limited");
+    // Reads are not limited.
+    for _ in 0..20 {
+        pb.client().lookup(&name("busy")).await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn no_directory_means_no_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(dir.path(), &["--no-directory"]);
+    let err = pb.client().online(None, 10).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::Refused { status: 404, ref code, .. } if code == "directory-disabled"),
+        "{err}"
+    );
+    assert!(!pb.client().info().await.unwrap().directory);
+}
+
+/// A client that sends headers one byte at a time gets cut off at the header timeout.
+#[tokio::test]
+async fn slowloris_gets_nowhere() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(dir.path(), &["--header-timeout", "1"]);
+    let mut stream = tokio::net::TcpStream::connect(pb.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let mut closed = false;
+    for byte in request.iter().chain(b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter()) {
+        if stream.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !closed {
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(8));
+}
+
+#[tokio::test]
+async fn health_info_metrics_and_openapi() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(dir.path(), &["--presence-ttl", "120"]);
+    let http = reqwest::Client::new();
+    let health: Value =
+        http.get(format!("{}/healthz", pb.url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    let info = pb.client().info().await.unwrap();
+    assert_eq!((info.presence_ttl_secs, info.max_addrs), (120, 8));
+    pb.client()
+        .register(&identity(), &name("metered"), &addrs(), Duration::from_secs(60), now())
+        .await
+        .unwrap();
+    let _ = post(&pb, "metered", &json!({"nonsense": true})).await;
+    let metrics =
+        http.get(format!("{}/metrics", pb.url())).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "tincan_phonebook_registrations_total{kind=\"created\"} 1",
+        "tincan_phonebook_rejections_total{code=\"malformed-json\"} 1",
+        "tincan_phonebook_bindings 1",
+        "tincan_phonebook_online 1",
+        "tincan_phonebook_requests_total{route=\"/peers/{username}\",status=\"201\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+
+    // Every documented operation exists, and every route is documented.
+    let doc: Value =
+        http.get(format!("{}/openapi.json", pb.url())).send().await.unwrap().json().await.unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = Vec::new();
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+            let url = format!("{}{}", pb.url(), path.replace("{username}", "metered"));
+            let response =
+                http.request(method.to_uppercase().parse().unwrap(), url).send().await.unwrap();
+            let status = response.status();
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            if status == StatusCode::NOT_FOUND {
+                let body: Value = response.json().await.unwrap();
+                assert_ne!(
+                    code(&body),
+                    "no-such-route",
+                    "{method} {path} is documented but not served"
+                );
+            }
+        }
+    }
+    documented.sort();
+    assert_eq!(
+        documented,
+        [
+            "DELETE /peers/{username}",
+            "GET /healthz",
+            "GET /info",
+            "GET /metrics",
+            "GET /openapi.json",
+            "GET /peers/",
+            "GET /peers/{username}",
+            "POST /peers/{username}",
+        ]
+    );
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Generates phonebook.json, the test vectors of specs/phonebook.md, independently of the Rust
+code. Ed25519 signatures are deterministic, so the vectors are fixed.
+
+Run: pip install pynacl && python3 specs/vectors/phonebook.py > specs/vectors/phonebook.json
+"""
+import json
+import struct
+
+from nacl.signing import SigningKey
+
+B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def b58(data):
+    n = int.from_bytes(data, "big")
+    out = ""
+    while n:
+        n, r = divmod(n, 58)
+        out = B58[r] + out
+    return "1" * (len(data) - len(data.lstrip(b"\0"))) + out
+
+
+def short(b):
+    return bytes([len(b)]) + b
+
+
+def record_payload(username, peer, addrs, seq, expires_at):
+    out = b"tincan phonebook record v1\0" + short(username.encode()) + short(peer)
+    out += struct.pack(">QQ", seq, expires_at) + bytes([len(addrs)])
+    for a in addrs:
+        out += struct.pack(">H", len(a.encode())) + a.encode()
+    return out
+
+
+def delete_payload(username, peer, seq, release):
+    return b"tincan phonebook delete v1\0" + short(username.encode()) + short(peer) + struct.pack(">Q", seq) + bytes([release])
+
+
+key = SigningKey(bytes(range(32)))
+pk = bytes(key.verify_key)
+peer = bytes([0x00, 0x24, 0x08, 0x01, 0x12, 0x20]) + pk
+addrs = ["/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/udp/4001/quic-v1"]
+seq, expires = 1764180000000, 1764180300000
+payload = record_payload("alice", peer, addrs, seq, expires)
+record = {"username": "alice", "peer_id": b58(peer), "addrs": addrs, "seq": seq, "expires_at": expires,
+          "signature": key.sign(payload).signature.hex()}
+dpayload = delete_payload("alice", peer, seq + 1, 1)
+deletion = {"username": "alice", "peer_id": b58(peer), "seq": seq + 1, "release": True,
+            "signature": key.sign(dpayload).signature.hex()}
+print(json.dumps({
+    "spec": "specs/phonebook.md",
+    "generator": "specs/vectors/phonebook.py (PyNaCl)",
+    "ed25519_seed": bytes(range(32)).hex(),
+    "record": record,
+    "record_payload": payload.hex(),
+    "deletion": deletion,
+    "deletion_payload": dpayload.hex(),
+}, indent=1))
