@@ -408,13 +408,14 @@ pub(crate) fn enqueue(
 }
 
 /// Records a delivery attempt of the queued messages `seqs`: the attempt count, the time of the
-/// next attempt, and the status `sent`. Messages no longer queued are skipped.
+/// next attempt, and the status `sent`. Messages no longer queued are skipped. Returns the
+/// messages that went from queued to sent.
 pub(crate) fn record_attempt(
     ctx: &Ctx<'_>,
     conv: ConversationId,
     seqs: &[Seq],
     next_attempt_at: UnixMillis,
-) -> Result<(), StoreError> {
+) -> Result<Vec<MessageId>, StoreError> {
     let mut log = ctx.open(Table::Log)?;
     let mut outbox = ctx.open(Table::Outbox)?;
     let mut updates = Vec::with_capacity(seqs.len());
@@ -427,6 +428,7 @@ pub(crate) fn record_attempt(
         let entry: Option<LogEntry> = get(ctx.keys, &*log, Table::Log, &log_key)?;
         updates.push((key, row, log_key, entry));
     }
+    let mut sent = Vec::new();
     for (key, mut row, log_key, entry) in updates {
         row.attempts = row.attempts.saturating_add(1);
         row.next_attempt_at = next_attempt_at;
@@ -436,9 +438,10 @@ pub(crate) fn record_attempt(
         {
             entry.status = Status::Sent;
             put(ctx.keys, &mut log, Table::Log, &log_key, &entry)?;
+            sent.push(entry.id);
         }
     }
-    Ok(())
+    Ok(sent)
 }
 
 /// The final outcome of an outgoing message, for [`Store::acknowledge`](crate::Store::acknowledge).
@@ -549,7 +552,7 @@ pub(crate) fn receive(
         put(ctx.keys, &mut ids, Table::Ids, &key, &position)?;
         contact.log_len += 1;
         contact.unread += 1;
-        outcomes.push(Received::Stored { position });
+        outcomes.push(Received::Stored(Box::new(entry)));
     }
     ctx.save(contact);
     Ok(outcomes)

@@ -302,7 +302,7 @@ impl Store {
         self.write(move |ctx| ops::note_key_change(ctx, conv, new, now)).await
     }
 
-    /// Pins the pending key (`specs/delivery.md` §6).
+    /// Pins the pending key (`specs/delivery.md` §5).
     pub async fn trust_pending(
         &self,
         conv: ConversationId,
@@ -376,12 +376,13 @@ impl Store {
     }
 
     /// Records a delivery attempt of queued messages: attempt count, next attempt, status sent.
+    /// Returns the messages that went from queued to sent.
     pub async fn record_attempt(
         &self,
         conv: ConversationId,
         seqs: Vec<Seq>,
         next_attempt_at: UnixMillis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<MessageId>, StoreError> {
         self.write(move |ctx| ops::record_attempt(ctx, conv, &seqs, next_attempt_at)).await
     }
 
@@ -465,10 +466,22 @@ impl Store {
         conv: ConversationId,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.outbox_from(conv, Seq::FIRST, limit).await
+    }
+
+    /// Up to `limit` outbox entries of the conversation with sequence numbers from `from` on,
+    /// in sequence order.
+    pub async fn outbox_from(
+        &self,
+        conv: ConversationId,
+        from: Seq,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         self.read(move |txn, keys| {
             let outbox = open(txn, Table::Outbox)?;
             let log = open(txn, Table::Log)?;
-            let (start, end) = rows::conv_range(&conv);
+            let start = rows::outbox_key(&conv, from);
+            let (_, end) = rows::conv_range(&conv);
             let queued: Vec<OutboxRow> =
                 rows::scan(keys, &outbox, Table::Outbox, &start[..]..&end[..], limit)?;
             let mut out = Vec::with_capacity(queued.len());

@@ -203,13 +203,10 @@ pub struct Incoming {
 }
 
 /// What became of one incoming message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Received {
-    /// Stored now, at this log position.
-    Stored {
-        /// Its position in the log.
-        position: u64,
-    },
+    /// Stored now, as this log entry.
+    Stored(Box<LogEntry>),
     /// Stored before: acknowledge it again, show it no more.
     Duplicate,
     /// The contact is blocked: not stored.

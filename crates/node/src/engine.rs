@@ -1,0 +1,1114 @@
+//! The engine: one task that owns the swarm and drives delivery (`specs/delivery.md`). Store
+//! and phonebook calls run as separate tasks on the same runtime and report back through a
+//! channel, so the swarm is never blocked on a disk or an HTTP request.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{
+    self, OutboundFailure, OutboundRequestId, ProtocolSupport, ResponseChannel,
+};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, allow_block_list, connection_limits, identify, noise, ping, tcp,
+    yamux,
+};
+use tincan_identity::Identity;
+use tincan_phonebook::Found;
+use tincan_store::{
+    ContactKind, ConversationId, Incoming, Outcome as StoreOutcome, Received, StoreError,
+};
+use tincan_wire::{
+    Ack, Batch, ChatMessage, Outcome, PeerIdBytes, Refusal, Request, Response, Seq, Username,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::codec::{Codec, Inbound, PROTOCOL};
+use crate::delivery::{Hold, Outgoing, Queued, Settled};
+use crate::guard::{Admit, Guard};
+use crate::node::{Config, Event, Shared, StartError, now, peer_bytes};
+
+/// Outbox entries loaded into memory per conversation at a time.
+const LOAD: usize = 512;
+/// How often timers are checked.
+const TICK: Duration = Duration::from_millis(250);
+/// How often the whole outbox is rescanned, as a safety net for missed commands.
+const RESCAN: Duration = Duration::from_secs(30);
+
+/// What the [`Node`](crate::Node) handle asks of the engine.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// A message was queued in this conversation.
+    Queued(ConversationId, Queued),
+    /// The conversation's contact or outbox changed: reload it.
+    Reload(ConversationId),
+    /// Take our records down and stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What the engine's own tasks report back.
+enum Internal {
+    Loaded {
+        conv: ConversationId,
+        contact: tincan_store::Contact,
+        entries: Vec<Queued>,
+        more: bool,
+    },
+    LoadFailed {
+        conv: ConversationId,
+        error: StoreError,
+    },
+    Respond {
+        peer: PeerId,
+        channel: ResponseChannel<Response>,
+        response: Response,
+    },
+    Looked {
+        conv: ConversationId,
+        result: Result<Option<Found>, String>,
+    },
+    Settled {
+        conv: ConversationId,
+    },
+    Contact {
+        peer: PeerId,
+        known: Known,
+    },
+    Rescanned(Vec<ConversationId>),
+}
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    limits: connection_limits::Behaviour,
+    bans: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    chat: request_response::Behaviour<Codec>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+/// What the engine remembers of a contact, to route inbound requests without a store read.
+#[derive(Clone, Debug)]
+pub(crate) struct Known {
+    conv: ConversationId,
+    username: Username,
+    request: bool,
+}
+
+struct Conv {
+    peer: PeerId,
+    username: Username,
+    out: Outgoing<OutboundRequestId>,
+    addrs: Vec<Multiaddr>,
+    loading: bool,
+    reload_again: bool,
+    settling: u32,
+    looking: bool,
+    last_lookup: Option<Instant>,
+}
+
+/// Most messages held in memory per conversation; more wait in the store.
+const QUEUE_CAP: usize = 4096;
+
+struct Engine {
+    swarm: Swarm<Behaviour>,
+    shared: Arc<Shared>,
+    identity: Arc<Identity>,
+    config: Config,
+    me: PeerIdBytes,
+    convs: HashMap<ConversationId, Conv>,
+    contacts: HashMap<PeerId, Known>,
+    /// Messages queued while their conversation was loading, merged in when it is loaded.
+    stash: HashMap<ConversationId, Vec<Queued>>,
+    requests: HashMap<OutboundRequestId, ConversationId>,
+    guard: Guard,
+    bans: Vec<(Instant, PeerId)>,
+    internal_tx: mpsc::Sender<Internal>,
+    next_register: Option<Instant>,
+    published: Vec<Multiaddr>,
+    next_rescan: Instant,
+}
+
+/// The engine thread's body: builds the swarm, reports readiness, runs until shutdown.
+pub(crate) fn run(
+    identity: Identity,
+    config: Config,
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+    ready: oneshot::Sender<Result<(), StartError>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready.send(Err(StartError::Transport(e.to_string())));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let (internal_tx, internal_rx) = mpsc::channel(4096);
+        let mut engine = match Engine::new(identity, config, shared, internal_tx).await {
+            Ok(engine) => engine,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(()));
+        engine.run(commands, internal_rx).await;
+    });
+}
+
+fn build_swarm(identity: &Identity, config: &Config) -> Result<Swarm<Behaviour>, StartError> {
+    let limits = config.limits.clone();
+    let max_streams = limits.max_streams_per_connection;
+    let yamux_config = move || {
+        let mut c = yamux::Config::default();
+        c.set_max_num_streams(max_streams);
+        c
+    };
+    let transport_error = |e: &dyn std::fmt::Display| StartError::Transport(e.to_string());
+    let chat_config = request_response::Config::default()
+        .with_request_timeout(config.request_timeout)
+        .with_max_concurrent_streams(max_streams);
+    let idle = config.idle_timeout;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(identity.libp2p_keypair())
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
+        .map_err(|e| transport_error(&e))?
+        .with_quic()
+        .with_behaviour(|key| Behaviour {
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established_incoming(Some(limits.max_incoming_connections))
+                    .with_max_established_per_peer(Some(limits.max_connections_per_peer))
+                    .with_max_pending_incoming(Some(limits.max_incoming_connections)),
+            ),
+            bans: allow_block_list::Behaviour::default(),
+            chat: request_response::Behaviour::with_codec(
+                Codec,
+                [(PROTOCOL, ProtocolSupport::Full)],
+                chat_config,
+            ),
+            identify: identify::Behaviour::new(
+                identify::Config::new("/tincan/1".into(), key.public())
+                    .with_agent_version(format!("tincan/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::new(ping::Config::new()),
+        })
+        .map_err(|e| transport_error(&e))?
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(idle)
+                .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
+                .with_max_negotiating_inbound_streams(max_streams)
+        })
+        .build();
+    Ok(swarm)
+}
+
+impl Engine {
+    async fn new(
+        identity: Identity,
+        config: Config,
+        shared: Arc<Shared>,
+        internal_tx: mpsc::Sender<Internal>,
+    ) -> Result<Engine, StartError> {
+        let mut swarm = build_swarm(&identity, &config)?;
+        let mut pending = HashSet::new();
+        for addr in &config.listen {
+            let id = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| StartError::Listen { addr: addr.clone(), reason: e.to_string() })?;
+            pending.insert(id);
+        }
+        // Wait until every listener has an address, so the caller can publish or print them.
+        let deadline = tokio::time::sleep(Duration::from_secs(10));
+        tokio::pin!(deadline);
+        let mut addrs = Vec::new();
+        while !pending.is_empty() {
+            tokio::select! {
+                event = swarm.select_next_some() => match event {
+                    SwarmEvent::NewListenAddr { listener_id, address } => {
+                        pending.remove(&listener_id);
+                        addrs.push(address);
+                    }
+                    SwarmEvent::ListenerClosed { addresses, reason, .. } => {
+                        let addr = addresses.first().cloned().unwrap_or_else(|| config.listen[0].clone());
+                        let reason = match reason { Ok(()) => "closed".to_owned(), Err(e) => e.to_string() };
+                        return Err(StartError::Listen { addr, reason });
+                    }
+                    SwarmEvent::ListenerError { error, .. } => {
+                        return Err(StartError::Listen { addr: config.listen[0].clone(), reason: error.to_string() });
+                    }
+                    _ => {}
+                },
+                () = &mut deadline => {
+                    return Err(StartError::Transport("no listen address after 10 s".into()));
+                }
+            }
+        }
+        *shared.listen_addrs.lock().unwrap_or_else(|e| e.into_inner()) = addrs;
+        let guard = Guard::new(config.limits.clone());
+        let me = peer_bytes(&shared.peer_id);
+        let now = Instant::now();
+        Ok(Engine {
+            swarm,
+            shared,
+            identity: Arc::new(identity),
+            config,
+            me,
+            convs: HashMap::new(),
+            contacts: HashMap::new(),
+            stash: HashMap::new(),
+            requests: HashMap::new(),
+            guard,
+            bans: Vec::new(),
+            internal_tx,
+            next_register: Some(now),
+            published: Vec::new(),
+            next_rescan: now,
+        })
+    }
+
+    async fn run(
+        &mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut internal: mpsc::Receiver<Internal>,
+    ) {
+        self.load_contacts();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm(event),
+                command = commands.recv() => match command {
+                    Some(Command::Queued(conv, item)) => self.on_queued(conv, item),
+                    Some(Command::Reload(conv)) => self.reload(conv),
+                    Some(Command::Shutdown(done)) => {
+                        self.unpublish().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => return,
+                },
+                Some(msg) = internal.recv() => self.on_internal(msg),
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    // ---- loading -------------------------------------------------------------------------
+
+    fn load_contacts(&mut self) {
+        let store = self.shared.store.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let Ok(contacts) = store.contacts().await else { return };
+            for c in contacts {
+                if let Ok(peer) = PeerId::from_bytes(c.peer_id.as_bytes()) {
+                    let known = Known {
+                        conv: c.conversation,
+                        username: c.username,
+                        request: c.kind == ContactKind::Request,
+                    };
+                    let _ = tx.send(Internal::Contact { peer, known }).await;
+                }
+            }
+        });
+    }
+
+    fn on_queued(&mut self, conv: ConversationId, item: Queued) {
+        match self.convs.get_mut(&conv) {
+            Some(c) if c.loading => self.stash.entry(conv).or_default().push(item),
+            // Past the cap, messages wait in the store; they are loaded as the queue drains.
+            Some(c) if c.out.queued() >= QUEUE_CAP => c.out.more_in_store = true,
+            Some(c) => {
+                c.out.load([item]);
+                self.pump(conv);
+            }
+            None => {
+                let stash = self.stash.entry(conv).or_default();
+                stash.push(item);
+                if stash.len() == 1 {
+                    self.load(conv);
+                }
+            }
+        }
+    }
+
+    fn reload(&mut self, conv: ConversationId) {
+        if let Some(c) = self.convs.get_mut(&conv) {
+            c.out.reset(Instant::now());
+            c.out.set_hold(None, Instant::now());
+        }
+        self.load(conv);
+    }
+
+    fn load(&mut self, conv: ConversationId) {
+        if let Some(c) = self.convs.get_mut(&conv) {
+            if c.loading {
+                c.reload_again = true;
+                return;
+            }
+            c.loading = true;
+        }
+        let store = self.shared.store.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let loaded = async {
+                let contact = store.contact(conv).await?.ok_or(StoreError::NoSuchConversation)?;
+                let entries = store.outbox(conv, LOAD).await?;
+                Ok::<_, StoreError>((contact, entries))
+            };
+            let msg = match loaded.await {
+                Ok((contact, entries)) => Internal::Loaded {
+                    conv,
+                    contact,
+                    more: entries.len() == LOAD,
+                    entries: entries
+                        .into_iter()
+                        .map(|e| Queued {
+                            seq: e.seq,
+                            id: e.id,
+                            sent_at: e.sent_at,
+                            text: e.text,
+                            attempts: e.attempts,
+                        })
+                        .collect(),
+                },
+                Err(error) => Internal::LoadFailed { conv, error },
+            };
+            let _ = tx.send(msg).await;
+        });
+    }
+
+    fn on_loaded(
+        &mut self,
+        conv: ConversationId,
+        contact: tincan_store::Contact,
+        entries: Vec<Queued>,
+        more: bool,
+    ) {
+        let Ok(peer) = PeerId::from_bytes(contact.peer_id.as_bytes()) else {
+            tracing::error!(%conv, "a contact's PeerId does not parse");
+            return;
+        };
+        let now = Instant::now();
+        let addrs: Vec<Multiaddr> = contact.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        self.contacts.insert(
+            peer,
+            Known {
+                conv,
+                username: contact.username.clone(),
+                request: contact.kind == ContactKind::Request,
+            },
+        );
+        let c = self.convs.entry(conv).or_insert_with(|| Conv {
+            peer,
+            username: contact.username.clone(),
+            out: Outgoing::new(now),
+            addrs: Vec::new(),
+            loading: true,
+            reload_again: false,
+            settling: 0,
+            looking: false,
+            last_lookup: None,
+        });
+        if c.peer != peer {
+            // Re-pinned: what was queued for the old key is gone from memory; start afresh.
+            self.contacts.remove(&c.peer);
+            c.peer = peer;
+            c.out.reset(now);
+        }
+        c.username = contact.username.clone();
+        c.loading = false;
+        merge_addrs(&mut c.addrs, addrs);
+        c.out.load(entries);
+        c.out.load(self.stash.remove(&conv).unwrap_or_default());
+        c.out.more_in_store = more;
+        let hold = contact.pending_peer_id.is_some().then_some(Hold::KeyChanged);
+        if c.out.hold() != hold {
+            c.out.set_hold(hold, now);
+        }
+        if std::mem::take(&mut c.reload_again) {
+            self.load(conv);
+        }
+        if self.swarm.is_connected(&peer)
+            && let Some(c) = self.convs.get_mut(&conv)
+        {
+            c.out.connected(now);
+        }
+        self.pump(conv);
+    }
+
+    // ---- sending -------------------------------------------------------------------------
+
+    /// Sends the next batch of the conversation if it is due.
+    fn pump(&mut self, conv: ConversationId) {
+        let now = Instant::now();
+        let Some(c) = self.convs.get_mut(&conv) else { return };
+        if !c.out.ready(now) {
+            // Drained the in-memory queue while the store has more: fetch them. Messages just
+            // settled but not yet committed as such are skipped by the queue itself.
+            if c.out.queued() == 0 && c.out.more_in_store && !c.loading {
+                self.load(conv);
+            }
+            return;
+        }
+        let connected = self.swarm.is_connected(&c.peer);
+        if !connected && c.addrs.is_empty() {
+            self.lookup(conv);
+            return;
+        }
+        let batch = c.out.batch();
+        let messages: Vec<ChatMessage> = batch
+            .iter()
+            .map(|q| ChatMessage {
+                id: q.id,
+                seq: q.seq,
+                sent_at: q.sent_at,
+                from: self.shared.username.clone(),
+                to: peer_bytes(&c.peer),
+                text: q.text.clone(),
+            })
+            .collect();
+        let Ok(batch_msg) = Batch::new(messages) else { return };
+        // The addresses are given with every request: libp2p forgets a peer's addresses after
+        // a failed dial, and the phonebook may have new ones.
+        let request = self.swarm.behaviour_mut().chat.send_request_with_addresses(
+            &c.peer,
+            Inbound::Request(Request::Chat(batch_msg)),
+            c.addrs.clone(),
+        );
+        let first = c.out.sent(request, &batch);
+        self.requests.insert(request, conv);
+        // Sent for the first time: `sent` is reported now, and kept in memory only. The store
+        // records attempts when one fails, which is when the count and the next retry matter.
+        for id in first {
+            let _ = self.shared.events.send(Event::Status {
+                conversation: conv,
+                id,
+                status: tincan_store::Status::Sent,
+            });
+        }
+    }
+
+    /// Records attempts that did not settle their messages, with when the next one is due.
+    fn record_attempts(&self, conv: ConversationId, seqs: Vec<Seq>, next: Instant) {
+        if seqs.is_empty() {
+            return;
+        }
+        let wait = u64::try_from(next.saturating_duration_since(Instant::now()).as_millis())
+            .unwrap_or(u64::MAX);
+        let next = tincan_store::UnixMillis(now_ms().saturating_add(wait));
+        let store = self.shared.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.record_attempt(conv, seqs, next).await {
+                tracing::debug!(%conv, error = %e, "recording an attempt failed");
+            }
+        });
+    }
+
+    fn on_answer(&mut self, request: OutboundRequestId, response: Response) {
+        let Some(conv) = self.requests.remove(&request) else { return };
+        let now = Instant::now();
+        let jitter = rand::random::<f64>();
+        let Some(c) = self.convs.get_mut(&conv) else { return };
+        let mut settled = match response {
+            Response::Acks(acks) => c.out.answered(request, &acks, now, jitter),
+            Response::Refused(refusal) => {
+                tracing::debug!(%conv, %refusal, "request refused");
+                c.out.refused(request, refusal, now, jitter)
+            }
+            _ => Settled { retry: c.out.failed(request, now, jitter), ..Settled::default() },
+        };
+        let next = c.out.not_before();
+        self.record_attempts(conv, std::mem::take(&mut settled.retry), next);
+        self.settle(conv, settled);
+        self.pump(conv);
+    }
+
+    /// Commits what an answer settled, then reports the new statuses.
+    fn settle(&mut self, conv: ConversationId, settled: Settled) {
+        if settled.delivered.is_empty() && settled.failed.is_empty() {
+            return;
+        }
+        if let Some(c) = self.convs.get_mut(&conv) {
+            c.settling += 1;
+        }
+        let outcomes: Vec<_> = settled
+            .delivered
+            .into_iter()
+            .map(|(seq, id)| (seq, id, StoreOutcome::Delivered))
+            .chain(settled.failed.into_iter().map(|(seq, id, r)| {
+                (seq, id, StoreOutcome::Failed { code: r.code(), reason: r.name().to_owned() })
+            }))
+            .collect();
+        let store = self.shared.store.clone();
+        let events = self.shared.events.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            match store.acknowledge(conv, outcomes, now()).await {
+                Ok(changed) => {
+                    for (id, status) in changed {
+                        let _ = events.send(Event::Status { conversation: conv, id, status });
+                    }
+                }
+                // The outbox keeps the messages: they are sent again and deduplicated.
+                Err(e) => tracing::warn!(%conv, error = %e, "recording acknowledgements failed"),
+            }
+            let _ = tx.send(Internal::Settled { conv }).await;
+        });
+    }
+
+    fn on_failure(&mut self, request: OutboundRequestId, error: &OutboundFailure) {
+        let Some(conv) = self.requests.remove(&request) else { return };
+        let now = Instant::now();
+        let jitter = rand::random::<f64>();
+        let dial_failed = matches!(error, OutboundFailure::DialFailure);
+        if let Some(c) = self.convs.get_mut(&conv) {
+            let seqs = c.out.failed(request, now, jitter);
+            tracing::debug!(%conv, peer = %c.peer, %error, failures = c.out.failures(), "request failed");
+            let next = c.out.not_before();
+            self.record_attempts(conv, seqs, next);
+        }
+        if dial_failed {
+            // The addresses may be stale: ask the phonebook again.
+            self.lookup(conv);
+        }
+    }
+
+    // ---- receiving -----------------------------------------------------------------------
+
+    fn on_request(&mut self, peer: PeerId, request: Inbound, channel: ResponseChannel<Response>) {
+        let now = Instant::now();
+        let batch = match request {
+            Inbound::Request(Request::Chat(batch)) => batch,
+            Inbound::Request(_) => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .chat
+                    .send_response(channel, Response::Refused(Refusal::UnsupportedKind));
+                return;
+            }
+            Inbound::Invalid { refusal, reason } => {
+                tracing::info!(%peer, %refusal, reason, "invalid frame");
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .chat
+                    .send_response(channel, Response::Refused(refusal));
+                if self.guard.strike(peer, now) {
+                    self.ban(peer, now);
+                }
+                return;
+            }
+        };
+        if self.guard.admit(peer, now) == Admit::RateLimited {
+            // Not a strike: a legitimate peer catching up can hit the limit; it backs off.
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .chat
+                .send_response(channel, Response::Refused(Refusal::RateLimited));
+            return;
+        }
+        let shared = self.shared.clone();
+        let me = self.me.clone();
+        let tx = self.internal_tx.clone();
+        let known = self.contacts.get(&peer).cloned();
+        tokio::spawn(async move {
+            let (response, known) = receive(&shared, &me, peer, known, batch).await;
+            if let Some(known) = known {
+                let _ = tx.send(Internal::Contact { peer, known }).await;
+            }
+            let _ = tx.send(Internal::Respond { peer, channel, response }).await;
+        });
+    }
+
+    fn ban(&mut self, peer: PeerId, now: Instant) {
+        if self.swarm.behaviour_mut().bans.block_peer(peer) {
+            tracing::warn!(%peer, "too many invalid or excess requests: disconnecting and refusing the peer for a while");
+            self.bans.push((now + self.guard.limits().ban, peer));
+        }
+    }
+
+    // ---- phonebook -----------------------------------------------------------------------
+
+    fn lookup(&mut self, conv: ConversationId) {
+        let Some(c) = self.convs.get_mut(&conv) else { return };
+        if self.shared.phonebooks.is_empty() || c.looking {
+            return;
+        }
+        c.looking = true;
+        c.last_lookup = Some(Instant::now());
+        let username = c.username.clone();
+        let phonebooks = self.shared.phonebooks.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let mut result = Err("no phonebook answered".to_owned());
+            for phonebook in &phonebooks {
+                match phonebook.lookup(&username).await {
+                    Ok(found) => {
+                        result = Ok(found);
+                        break;
+                    }
+                    Err(e) => result = Err(e.to_string()),
+                }
+            }
+            let _ = tx.send(Internal::Looked { conv, result }).await;
+        });
+    }
+
+    fn on_looked(&mut self, conv: ConversationId, result: Result<Option<Found>, String>) {
+        let now = Instant::now();
+        let Some(c) = self.convs.get_mut(&conv) else { return };
+        c.looking = false;
+        let found = match result {
+            Ok(Some(found)) => found,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(%conv, error = %e, "lookup failed");
+                return;
+            }
+        };
+        if found.peer_id != c.peer {
+            if c.out.hold() == Some(Hold::KeyChanged) {
+                return;
+            }
+            c.out.set_hold(Some(Hold::KeyChanged), now);
+            let (old, new, username) = (c.peer, found.peer_id, c.username.clone());
+            let store = self.shared.store.clone();
+            let events = self.shared.events.clone();
+            tokio::spawn(async move {
+                match store.note_key_change(conv, peer_bytes(&new), now_millis()).await {
+                    Ok(_) => {
+                        let _ = events.send(Event::KeyChanged {
+                            conversation: conv,
+                            username,
+                            old,
+                            new,
+                        });
+                    }
+                    Err(e) => tracing::error!(%conv, error = %e, "recording a key change failed"),
+                }
+            });
+            return;
+        }
+        let Some(record) = found.record else { return };
+        let before = c.addrs.clone();
+        let mut addrs = record.addrs.clone();
+        merge_addrs(&mut addrs, before.clone());
+        if addrs != before {
+            c.addrs = addrs.clone();
+            let store = self.shared.store.clone();
+            let text: Vec<String> = addrs.iter().map(Multiaddr::to_string).collect();
+            tokio::spawn(async move {
+                let _ = store.set_addrs(conv, text).await;
+            });
+        }
+        if found.online || addrs != before {
+            // The phonebook shows the peer online, or somewhere new: try now.
+            c.out.connected(now);
+            self.pump(conv);
+        }
+    }
+
+    fn publish(&mut self) {
+        let addrs =
+            publishable(&self.shared.listen_addrs.lock().unwrap_or_else(|e| e.into_inner()));
+        if self.shared.phonebooks.is_empty() || addrs.is_empty() {
+            self.next_register = None;
+            return;
+        }
+        let ttl = self.config.presence_ttl;
+        self.next_register = Some(Instant::now() + ttl / 2);
+        self.published = addrs.clone();
+        let identity = self.identity.clone();
+        let username = self.shared.username.clone();
+        let phonebooks = self.shared.phonebooks.clone();
+        let events = self.shared.events.clone();
+        tokio::spawn(async move {
+            for phonebook in phonebooks {
+                let ttl = match phonebook.info().await {
+                    Ok(info) => ttl.min(Duration::from_secs(info.presence_ttl_secs)),
+                    Err(_) => ttl,
+                };
+                let event = match phonebook.register(&identity, &username, &addrs, ttl, now()).await
+                {
+                    Ok(_) => Event::Published {
+                        phonebook: phonebook.url().to_owned(),
+                        addrs: addrs.clone(),
+                    },
+                    Err(e) => Event::PhonebookError {
+                        phonebook: phonebook.url().to_owned(),
+                        error: e.to_string(),
+                    },
+                };
+                if let Event::PhonebookError { error, .. } = &event {
+                    tracing::warn!(
+                        phonebook = phonebook.url(),
+                        error,
+                        "publishing our record failed"
+                    );
+                }
+                let _ = events.send(event);
+            }
+        });
+    }
+
+    async fn unpublish(&mut self) {
+        let identity = self.identity.clone();
+        let username = self.shared.username.clone();
+        for phonebook in self.shared.phonebooks.clone() {
+            let delete = phonebook.delete(&identity, &username, false, now());
+            match tokio::time::timeout(Duration::from_secs(3), delete).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(phonebook = phonebook.url(), error = %e, "taking our record down failed")
+                }
+                Err(_) => {
+                    tracing::warn!(phonebook = phonebook.url(), "taking our record down timed out")
+                }
+            }
+        }
+    }
+
+    // ---- events --------------------------------------------------------------------------
+
+    fn on_swarm(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Chat(event)) => self.on_chat(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                self.on_identified(peer_id, info.listen_addrs);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+                self.shared.connected.lock().unwrap_or_else(|e| e.into_inner()).insert(peer_id);
+                if num_established.get() == 1
+                    && let Some(Known { conv, username, .. }) = self.contacts.get(&peer_id).cloned()
+                {
+                    let _ = self.shared.events.send(Event::Online { username });
+                    if let Some(c) = self.convs.get_mut(&conv) {
+                        c.out.connected(Instant::now());
+                    }
+                    self.pump(conv);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+                self.shared.connected.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer_id);
+                self.guard.forget(&peer_id);
+                if let Some(known) = self.contacts.get(&peer_id) {
+                    let _ = self
+                        .shared
+                        .events
+                        .send(Event::Offline { username: known.username.clone() });
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let mut addrs = self.shared.listen_addrs.lock().unwrap_or_else(|e| e.into_inner());
+                if !addrs.contains(&address) {
+                    addrs.push(address);
+                }
+                drop(addrs);
+                self.next_register = Some(Instant::now());
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.shared
+                    .listen_addrs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|a| *a != address);
+                self.next_register = Some(Instant::now());
+            }
+            _ => {}
+        }
+    }
+
+    fn on_chat(&mut self, event: request_response::Event<Inbound, Response>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.on_request(peer, request, channel)
+                }
+                request_response::Message::Response { request_id, response } => {
+                    self.on_answer(request_id, response)
+                }
+            },
+            request_response::Event::OutboundFailure { request_id, error, .. } => {
+                self.on_failure(request_id, &error)
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound request failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// A peer told us where it listens. For contacts, those addresses are worth keeping: the
+    /// next dial is authenticated by the PeerId anyway.
+    fn on_identified(&mut self, peer: PeerId, listen: Vec<Multiaddr>) {
+        let Some(conv) = self.contacts.get(&peer).map(|k| k.conv) else { return };
+        let Some(c) = self.convs.get_mut(&conv) else { return };
+        let before = c.addrs.clone();
+        let listen: Vec<Multiaddr> = listen.into_iter().filter(dialable).collect();
+        merge_addrs(&mut c.addrs, listen);
+        if c.addrs != before {
+            let store = self.shared.store.clone();
+            let text: Vec<String> = c.addrs.iter().map(Multiaddr::to_string).collect();
+            tokio::spawn(async move {
+                let _ = store.set_addrs(conv, text).await;
+            });
+        }
+    }
+
+    fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Loaded { conv, contact, entries, more } => {
+                self.on_loaded(conv, contact, entries, more)
+            }
+            Internal::LoadFailed { conv, error } => {
+                tracing::warn!(%conv, %error, "loading the outbox failed");
+                if let Some(c) = self.convs.get_mut(&conv) {
+                    c.loading = false;
+                    c.out.more_in_store = true;
+                }
+                // Stashed messages are in the store: the next rescan loads them.
+                self.stash.remove(&conv);
+            }
+            Internal::Respond { peer, channel, response } => {
+                self.guard.done(peer);
+                let _ = self.swarm.behaviour_mut().chat.send_response(channel, response);
+            }
+            Internal::Looked { conv, result } => self.on_looked(conv, result),
+            Internal::Settled { conv } => {
+                if let Some(c) = self.convs.get_mut(&conv) {
+                    c.settling = c.settling.saturating_sub(1);
+                }
+                self.pump(conv);
+            }
+            Internal::Contact { peer, known } => {
+                self.contacts.insert(peer, known);
+            }
+            Internal::Rescanned(convs) => {
+                for conv in convs {
+                    if !self.convs.contains_key(&conv) {
+                        self.load(conv);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let due: Vec<ConversationId> = self
+            .convs
+            .iter()
+            .filter(|(_, c)| {
+                c.out.next_attempt().is_some_and(|t| t <= now)
+                    || (c.out.queued() == 0 && c.out.more_in_store)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for conv in due {
+            self.pump(conv);
+        }
+        // While messages wait for a peer we cannot reach, ask the phonebook again now and then.
+        let interval = self.config.lookup_interval;
+        let stale: Vec<ConversationId> = self
+            .convs
+            .iter()
+            .filter(|(_, c)| {
+                !c.out.is_idle()
+                    && !self.swarm.is_connected(&c.peer)
+                    && c.last_lookup.is_none_or(|t| now.duration_since(t) >= interval)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for conv in stale {
+            self.lookup(conv);
+        }
+        if self.next_register.is_some_and(|t| t <= now) {
+            self.publish();
+        }
+        while let Some(pos) = self.bans.iter().position(|(until, _)| *until <= now) {
+            let (_, peer) = self.bans.swap_remove(pos);
+            self.swarm.behaviour_mut().bans.unblock_peer(peer);
+        }
+        if now >= self.next_rescan {
+            self.next_rescan = now + RESCAN;
+            let store = self.shared.store.clone();
+            let tx = self.internal_tx.clone();
+            tokio::spawn(async move {
+                if let Ok(list) = store.outbox_conversations().await {
+                    let _ = tx
+                        .send(Internal::Rescanned(list.into_iter().map(|(c, _)| c).collect()))
+                        .await;
+                }
+            });
+        }
+        // Forget conversations with nothing left to send, except while a request or a commit
+        // for them is under way.
+        self.convs.retain(|_, c| !c.out.is_idle() || c.loading || c.settling != 0 || c.looking);
+    }
+}
+
+/// Stores an inbound batch and builds the answer (`specs/delivery.md` §2). `known` is the
+/// engine's memory of the sender, if any. Returns the response, and what to remember of the
+/// sender if it is new.
+async fn receive(
+    shared: &Shared,
+    me: &PeerIdBytes,
+    peer: PeerId,
+    known: Option<Known>,
+    batch: Batch,
+) -> (Response, Option<Known>) {
+    let store = &shared.store;
+    let messages = batch.into_messages();
+    let (known, new_request) = match known {
+        Some(known) => (known, false),
+        None => match sender(store, peer, &messages[0].from).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "reading or adding the sender failed");
+                return (Response::Refused(Refusal::Unavailable), None);
+            }
+        },
+    };
+    let conv = known.conv;
+    let mut acks: Vec<Ack> = Vec::with_capacity(messages.len());
+    let mut incoming = Vec::with_capacity(messages.len());
+    let mut slots = Vec::with_capacity(messages.len());
+    for (i, m) in messages.into_iter().enumerate() {
+        acks.push(Ack { id: m.id, outcome: Outcome::Stored });
+        if m.to != *me {
+            acks[i].outcome = Outcome::Refused(Refusal::WrongRecipient);
+            continue;
+        }
+        slots.push(i);
+        incoming.push(Incoming {
+            id: m.id,
+            seq: m.seq,
+            sent_at: m.sent_at,
+            from: m.from,
+            text: m.text,
+        });
+    }
+    let outcomes = match store.receive(conv, incoming, now()).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "storing messages failed");
+            return (Response::Refused(Refusal::Unavailable), None);
+        }
+    };
+    for (slot, outcome) in slots.into_iter().zip(outcomes) {
+        match outcome {
+            Received::Stored(entry) => {
+                let _ = shared.events.send(Event::Received {
+                    conversation: conv,
+                    username: known.username.clone(),
+                    entry: *entry,
+                    request: known.request,
+                });
+            }
+            Received::Duplicate => {}
+            Received::Blocked => acks[slot].outcome = Outcome::Refused(Refusal::Blocked),
+        }
+    }
+    if new_request {
+        let _ = shared.events.send(Event::Request {
+            conversation: conv,
+            peer_id: peer,
+            claimed: known.username.clone(),
+            confirmed: None,
+        });
+        let phonebooks = shared.phonebooks.clone();
+        let events = shared.events.clone();
+        let claimed = known.username.clone();
+        tokio::spawn(async move {
+            for phonebook in phonebooks {
+                if let Ok(found) = phonebook.lookup(&claimed).await {
+                    let confirmed = found.is_some_and(|f| f.peer_id == peer);
+                    let _ = events.send(Event::Request {
+                        conversation: conv,
+                        peer_id: peer,
+                        claimed,
+                        confirmed: Some(confirmed),
+                    });
+                    return;
+                }
+            }
+        });
+    }
+    (Response::Acks(acks), Some(known))
+}
+
+/// The sender's contact, or a new message request if it is unknown (claiming `claimed`).
+async fn sender(
+    store: &tincan_store::Store,
+    peer: PeerId,
+    claimed: &Username,
+) -> Result<(Known, bool), StoreError> {
+    let peer_b = peer_bytes(&peer);
+    let (contact, new) = match store.contact_by_peer(&peer_b).await? {
+        Some(contact) => (contact, false),
+        None => (store.add_request(peer_b, claimed.clone(), now()).await?, true),
+    };
+    let known = Known {
+        conv: contact.conversation,
+        username: contact.username,
+        request: contact.kind == ContactKind::Request,
+    };
+    Ok((known, new))
+}
+
+/// Adds `more` after `addrs`, without duplicates, keeping at most 8.
+fn merge_addrs(addrs: &mut Vec<Multiaddr>, more: Vec<Multiaddr>) {
+    for a in more {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    addrs.truncate(tincan_phonebook::MAX_ADDRS);
+}
+
+/// An address others can dial: a specified IP and a port.
+fn dialable(addr: &Multiaddr) -> bool {
+    addr.iter().next().is_some_and(|p| match p {
+        Protocol::Ip4(ip) => !ip.is_unspecified(),
+        Protocol::Ip6(ip) => !ip.is_unspecified(),
+        Protocol::Dns(_) | Protocol::Dns4(_) | Protocol::Dns6(_) => true,
+        _ => false,
+    })
+}
+
+/// The listen addresses worth publishing, best first: public, then private, then loopback;
+/// at most 8.
+fn publishable(listen: &[Multiaddr]) -> Vec<Multiaddr> {
+    let rank = |a: &Multiaddr| match a.iter().next() {
+        Some(Protocol::Ip4(ip)) if ip.is_loopback() => 2,
+        Some(Protocol::Ip4(ip)) if ip.is_private() || ip.is_link_local() => 1,
+        Some(Protocol::Ip6(ip)) if ip.is_loopback() => 2,
+        Some(Protocol::Ip6(ip)) if ip.is_unicast_link_local() => 1,
+        _ => 0,
+    };
+    let mut addrs: Vec<Multiaddr> = listen.iter().filter(|a| dialable(a)).cloned().collect();
+    addrs.sort_by_key(rank);
+    addrs.dedup();
+    addrs.truncate(tincan_phonebook::MAX_ADDRS);
+    addrs
+}
+
+fn now_ms() -> u64 {
+    now().0
+}
+
+fn now_millis() -> tincan_store::UnixMillis {
+    now()
+}

@@ -1,0 +1,470 @@
+//! The [`Node`] handle: what the client calls, and what it hears back ([`Event`]).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use tincan_identity::{Identity, PublicKey, SafetyNumber, safety_number};
+use tincan_phonebook::Client as Phonebook;
+use tincan_store::{Contact, ConversationId, LogEntry, Status, Store, StoreError};
+use tincan_wire::{InvalidValue, MessageId, PeerIdBytes, Seq, Text, UnixMillis, Username};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::engine::{self, Command};
+use crate::guard::Limits;
+
+/// How a node runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Our username, as published to phonebooks and sent with messages.
+    pub username: Username,
+    /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/0` and `/ip4/0.0.0.0/udp/0/quic-v1`.
+    pub listen: Vec<Multiaddr>,
+    /// Phonebooks to publish to and look usernames up in, tried in order. May be empty: then
+    /// contacts are reached at addresses given with [`Node::add_contact`].
+    pub phonebooks: Vec<Phonebook>,
+    /// How long our phonebook records live; we refresh at half of it. Capped by what each
+    /// phonebook accepts.
+    pub presence_ttl: Duration,
+    /// How long a connection without streams stays open: conversations within this time reuse
+    /// the connection instead of dialling again.
+    pub idle_timeout: Duration,
+    /// How long to wait for an answer to a request.
+    pub request_timeout: Duration,
+    /// While messages wait for an offline contact, how often to ask the phonebook again.
+    pub lookup_interval: Duration,
+    /// Limits on what peers may send us.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Defaults for `username`: listen on all interfaces, TCP and QUIC, on ports the system
+    /// picks; no phonebook.
+    pub fn new(username: Username) -> Config {
+        Config {
+            username,
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0".parse().expect("a valid multiaddr"),
+                "/ip4/0.0.0.0/udp/0/quic-v1".parse().expect("a valid multiaddr"),
+            ],
+            phonebooks: Vec::new(),
+            presence_ttl: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(30),
+            lookup_interval: Duration::from_secs(30),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Something that happened, for the user interface. Events are advisory: a slow listener may
+/// miss some ([`broadcast`] semantics) and can always read the store for the truth.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A message was stored (it is in the log, and was acknowledged to the sender).
+    Received {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The contact's username (for a request, the claim).
+        username: Username,
+        /// The stored entry.
+        entry: LogEntry,
+        /// The sender is not a contact yet: this is a message request.
+        request: bool,
+    },
+    /// An outgoing message changed status.
+    Status {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The message.
+        id: MessageId,
+        /// Its new status.
+        status: Status,
+    },
+    /// A contact's peer connected.
+    Online {
+        /// The contact.
+        username: Username,
+    },
+    /// A contact's peer has no connection left.
+    Offline {
+        /// The contact.
+        username: Username,
+    },
+    /// The phonebook shows another key for a pinned contact. Nothing more is sent to them until
+    /// the user trusts the new key ([`Node::trust`]).
+    KeyChanged {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The contact.
+        username: Username,
+        /// The pinned PeerId.
+        old: PeerId,
+        /// The PeerId the phonebook now shows.
+        new: PeerId,
+    },
+    /// An unknown peer wrote to us.
+    Request {
+        /// The new conversation.
+        conversation: ConversationId,
+        /// Who wrote.
+        peer_id: PeerId,
+        /// The username it claims.
+        claimed: Username,
+        /// Whether a phonebook confirmed that the claimed username belongs to this peer.
+        /// `None` while unchecked, or without a phonebook.
+        confirmed: Option<bool>,
+    },
+    /// Our record is published at a phonebook.
+    Published {
+        /// The phonebook's URL.
+        phonebook: String,
+        /// The addresses published.
+        addrs: Vec<Multiaddr>,
+    },
+    /// A phonebook could not be reached or refused us.
+    PhonebookError {
+        /// The phonebook's URL.
+        phonebook: String,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Listening on an address failed (in use, not local…).
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// The transport could not be built.
+    #[error("cannot start the network: {0}")]
+    Transport(String),
+}
+
+/// Why a message was not queued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The text breaks the rules of `specs/wire.md` §4.3.
+    #[error(transparent)]
+    InvalidText(#[from] InvalidValue),
+    /// No phonebook knows this username, and it is not a contact.
+    #[error("no such user: {0}")]
+    UnknownUser(Username),
+    /// The username is not a contact and could not be looked up.
+    #[error("cannot find {username}: {reason}")]
+    Unresolvable {
+        /// The username.
+        username: Username,
+        /// Why.
+        reason: String,
+    },
+    /// That username is us.
+    #[error("that is you")]
+    ToSelf,
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// A message accepted for sending: durably in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The message id.
+    pub id: MessageId,
+    /// Its sequence number.
+    pub seq: Seq,
+    /// Its position in the conversation's log.
+    pub position: u64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) peer_id: PeerId,
+    pub(crate) public_key: PublicKey,
+    pub(crate) username: Username,
+    pub(crate) store: Store,
+    pub(crate) phonebooks: Vec<Phonebook>,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) listen_addrs: Mutex<Vec<Multiaddr>>,
+    pub(crate) connected: Mutex<std::collections::HashSet<PeerId>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// A running tincan peer. Cheap to clone.
+///
+/// The swarm and the delivery engine run on their own thread, on a current-thread tokio
+/// runtime; methods here may be called from any tokio runtime.
+#[derive(Clone)]
+pub struct Node {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("peer_id", &self.shared.peer_id)
+            .field("username", &self.shared.username)
+            .finish()
+    }
+}
+
+impl Node {
+    /// Starts a node for `identity`, keeping its data in `store`. Returns once it listens on
+    /// every address of `config.listen`.
+    pub async fn start(
+        identity: Identity,
+        store: Store,
+        config: Config,
+    ) -> Result<Node, StartError> {
+        let (commands, commands_rx) = mpsc::channel(1024);
+        let (events, _) = broadcast::channel(4096);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let shared = Arc::new(Shared {
+            peer_id: identity.peer_id(),
+            public_key: identity.public_key(),
+            username: config.username.clone(),
+            store,
+            phonebooks: config.phonebooks.clone(),
+            commands,
+            events,
+            listen_addrs: Mutex::new(Vec::new()),
+            connected: Mutex::new(Default::default()),
+            thread: Mutex::new(None),
+        });
+        let engine_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("tincan-node".into())
+            .spawn(move || engine::run(identity, config, engine_shared, commands_rx, ready_tx))
+            .map_err(|e| StartError::Transport(e.to_string()))?;
+        *shared.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(Node { shared }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StartError::Transport("the network thread stopped".into())),
+        }
+    }
+
+    /// Our PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.peer_id
+    }
+
+    /// Our username.
+    pub fn username(&self) -> &Username {
+        &self.shared.username
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The addresses we listen on now, dialable as `<addr>/p2p/<peer_id>`.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.shared.listen_addrs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether we have a connection to `peer`.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.shared.connected.lock().unwrap_or_else(|e| e.into_inner()).contains(peer)
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// Queues `text` for `to`. Returns once the message is durably in the outbox; delivery
+    /// follows, reported by [`Event::Status`]. A username that is not a contact yet is looked
+    /// up in the phonebooks and its key pinned (trust on first use).
+    pub async fn send(&self, to: &Username, text: &str) -> Result<Sent, SendError> {
+        let text = Text::new(text)?;
+        let contact = self.resolve(to).await?;
+        let at = now();
+        let queued = self.shared.store.enqueue(contact.conversation, text.clone(), at).await?;
+        let item = crate::delivery::Queued {
+            seq: queued.seq,
+            id: queued.id,
+            sent_at: at,
+            text,
+            attempts: 0,
+        };
+        // A full command queue only delays delivery: the engine rescans the outbox regularly.
+        let _ = self.shared.commands.try_send(Command::Queued(contact.conversation, item));
+        Ok(Sent {
+            conversation: contact.conversation,
+            id: queued.id,
+            seq: queued.seq,
+            position: queued.position,
+        })
+    }
+
+    /// The contact for `username`: from the store, or looked up in the phonebooks and pinned.
+    pub async fn resolve(&self, username: &Username) -> Result<Contact, SendError> {
+        if *username == self.shared.username {
+            return Err(SendError::ToSelf);
+        }
+        if let Some(contact) = self.shared.store.contact_by_username(username).await? {
+            return Ok(contact);
+        }
+        if self.shared.phonebooks.is_empty() {
+            return Err(SendError::Unresolvable {
+                username: username.clone(),
+                reason: "not a contact, and no phonebook is configured".into(),
+            });
+        }
+        let mut last_error = None;
+        for phonebook in &self.shared.phonebooks {
+            match phonebook.lookup(username).await {
+                Ok(Some(found)) => {
+                    if found.peer_id == self.shared.peer_id {
+                        return Err(SendError::ToSelf);
+                    }
+                    let addrs = found.record.as_ref().map(|r| r.addrs.clone()).unwrap_or_default();
+                    return self.add_contact(username, found.peer_id, addrs).await;
+                }
+                Ok(None) => {}
+                Err(e) => last_error = Some(e.to_string()),
+            }
+        }
+        match last_error {
+            Some(reason) => Err(SendError::Unresolvable { username: username.clone(), reason }),
+            None => Err(SendError::UnknownUser(username.clone())),
+        }
+    }
+
+    /// Adds (pins) a contact with addresses where it can be reached, for when there is no
+    /// phonebook, or an address is known by other means. If `username` is already a contact,
+    /// only its addresses are updated.
+    pub async fn add_contact(
+        &self,
+        username: &Username,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    ) -> Result<Contact, SendError> {
+        let store = &self.shared.store;
+        let peer_bytes = peer_bytes(&peer);
+        let contact = match store.contact_by_username(username).await? {
+            Some(c) => c,
+            None => store.add_contact(username.clone(), peer_bytes, now()).await?,
+        };
+        let contact = if addrs.is_empty() {
+            contact
+        } else {
+            store
+                .set_addrs(contact.conversation, addrs.iter().map(Multiaddr::to_string).collect())
+                .await?
+        };
+        let _ = self.shared.commands.try_send(Command::Reload(contact.conversation));
+        Ok(contact)
+    }
+
+    /// Trusts the new key the phonebook showed for `username`: re-pins it, and delivery of the
+    /// held messages resumes.
+    pub async fn trust(&self, username: &Username) -> Result<Contact, SendError> {
+        let contact = self.contact(username).await?;
+        let contact = self.shared.store.trust_pending(contact.conversation, now()).await?;
+        self.reload(contact.conversation).await;
+        Ok(contact)
+    }
+
+    /// Marks `username`'s key as verified (the safety numbers matched) or not.
+    pub async fn set_verified(
+        &self,
+        username: &Username,
+        verified: bool,
+    ) -> Result<Contact, SendError> {
+        let contact = self.contact(username).await?;
+        Ok(self.shared.store.set_verified(contact.conversation, verified).await?)
+    }
+
+    /// Blocks or unblocks a conversation's peer: its messages are refused and not stored.
+    pub async fn set_blocked(
+        &self,
+        conversation: ConversationId,
+        blocked: bool,
+    ) -> Result<Contact, SendError> {
+        Ok(self.shared.store.set_blocked(conversation, blocked).await?)
+    }
+
+    /// Accepts a message request: the peer becomes a contact under the name it claimed.
+    pub async fn accept(&self, conversation: ConversationId) -> Result<Contact, SendError> {
+        let contact = self.shared.store.accept_request(conversation).await?;
+        self.reload(conversation).await;
+        Ok(contact)
+    }
+
+    /// The safety number we share with `username`'s pinned key.
+    pub async fn safety_number(&self, username: &Username) -> Result<SafetyNumber, SendError> {
+        let contact = self.contact(username).await?;
+        let peer = PeerId::from_bytes(contact.peer_id.as_bytes())
+            .map_err(|_| StoreError::Corrupted { table: "contacts" })?;
+        let key =
+            PublicKey::from_peer_id(&peer).ok_or(StoreError::Corrupted { table: "contacts" })?;
+        Ok(safety_number(&self.shared.public_key, &key))
+    }
+
+    /// Users online, from the first phonebook that answers.
+    pub async fn online(&self, limit: usize) -> Result<Vec<tincan_phonebook::Found>, SendError> {
+        let mut last_error = "no phonebook is configured".to_owned();
+        for phonebook in &self.shared.phonebooks {
+            match phonebook.online(None, limit.clamp(1, 100)).await {
+                Ok((found, _)) => return Ok(found),
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        Err(SendError::Unresolvable { username: self.shared.username.clone(), reason: last_error })
+    }
+
+    /// Takes our records down from the phonebooks, and stops the node.
+    pub async fn shutdown(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.shared.commands.send(Command::Shutdown(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+        let thread = self.shared.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    async fn contact(&self, username: &Username) -> Result<Contact, SendError> {
+        self.shared
+            .store
+            .contact_by_username(username)
+            .await?
+            .ok_or_else(|| SendError::UnknownUser(username.clone()))
+    }
+
+    async fn reload(&self, conversation: ConversationId) {
+        let _ = self.shared.commands.send(Command::Reload(conversation)).await;
+    }
+}
+
+/// The binary form of a PeerId, as the wire and the store carry it.
+pub(crate) fn peer_bytes(peer: &PeerId) -> PeerIdBytes {
+    PeerIdBytes::new(&peer.to_bytes()).expect("a PeerId is 3 to 64 bytes")
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now() -> UnixMillis {
+    UnixMillis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    )
+}

@@ -1,0 +1,270 @@
+//! Delivery across real processes: offline queues, crashes on either side, a phonebook that is
+//! down, and a key that changes. Every check reads the stores afterwards: exactly once, in
+//! order, nothing left behind.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn phonebook_args(pb: &Phonebook) -> Vec<String> {
+    vec!["--phonebook".into(), pb.url.clone(), "--lookup-interval-ms".into(), "500".into()]
+}
+
+/// Messages `prefix0..prefixN` in one conversation's log, each exactly once and in order.
+fn assert_exactly_once_in_order(log: &[tincan_store::LogEntry], prefix: &str, n: usize) {
+    let texts: Vec<&str> =
+        log.iter().map(|e| e.text.as_str()).filter(|t| t.starts_with(prefix)).collect();
+    let expected: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    assert_eq!(texts.len(), n, "every message exactly once (got {}, want {n})", texts.len());
+    assert!(texts.iter().zip(&expected).all(|(a, b)| a == b), "in order");
+    let ids: HashSet<_> = log.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), log.len(), "no id twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_messages_to_an_offline_peer_arrive_once_in_order() {
+    let root = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(&root.path().join("pb"));
+    let args = phonebook_args(&pb);
+    // Bob registers once, so that his name is bound, then goes offline.
+    let bob = Peer::start(&root.path().join("bob"), "bob", &args);
+    let bob_id = bob.peer_id.clone();
+    bob.quit();
+
+    let mut alice = Peer::start(&root.path().join("alice"), "alice", &args);
+    alice.command(json!({"send_many": {"to": "bob", "prefix": "offline-", "count": 1000}}));
+    let mut queued = 0;
+    alice.wait(MINUTE, |v| {
+        queued += usize::from(v.get("queued").is_some());
+        (queued == 1000).then_some(())
+    });
+
+    let started = std::time::Instant::now();
+    let mut bob = Peer::start(&root.path().join("bob"), "bob", &args);
+    assert_eq!(bob.peer_id, bob_id);
+    let mut received = 0;
+    bob.wait(MINUTE, |v| {
+        received += usize::from(v.get("received").is_some());
+        (received == 1000).then_some(())
+    });
+    println!("1000 queued messages delivered {:?} after bob started", started.elapsed());
+    let mut delivered = 0;
+    alice.wait(MINUTE, |v| {
+        delivered += usize::from(v["status"]["status"] == "delivered");
+        (delivered == 1000).then_some(())
+    });
+    alice.quit();
+    bob.quit();
+    let (contacts, logs, queued_b) = read_store(&root.path().join("bob")).await;
+    assert_eq!(contacts.len(), 1);
+    assert_exactly_once_in_order(&logs[0], "offline-", 1000);
+    assert!(logs[0].iter().all(|e| e.missing_before == 0 && !e.late));
+    assert_eq!(queued_b, 0);
+    let (_, logs, queued_a) = read_store(&root.path().join("alice")).await;
+    assert_eq!(queued_a, 0, "alice's outbox is empty");
+    assert!(logs[0].iter().all(|e| matches!(e.status, tincan_store::Status::Delivered { .. })));
+}
+
+/// Bob is killed with SIGKILL at random moments while alice streams to him; in the end every
+/// message is in his log exactly once, in order, and alice's outbox is empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_recipient_mid_stream_loses_and_duplicates_nothing() {
+    const N: usize = 3000;
+    const KILLS: usize = 12;
+    let root = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(&root.path().join("pb"));
+    let args = phonebook_args(&pb);
+    let mut bob = Peer::start(&root.path().join("bob"), "bob", &args);
+    let mut alice = Peer::start(&root.path().join("alice"), "alice", &args);
+    // About 12 s of traffic: each kill lands while messages flow.
+    alice.command(
+        json!({"send_many": {"to": "bob", "prefix": "stream-", "count": N, "interval_ms": 4}}),
+    );
+    let mut seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+            as u64
+            | 1;
+    println!("seed {seed}");
+    let mut received_before_kill = Vec::new();
+    for _ in 0..KILLS {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // Wait for some traffic, then kill at a random moment within it.
+        bob.wait(MINUTE, |v| v.get("received").map(|_| ()));
+        std::thread::sleep(Duration::from_millis(seed % 300));
+        let lines = bob.kill();
+        received_before_kill.push(lines.iter().filter(|v| v.get("received").is_some()).count());
+        bob = Peer::start(&root.path().join("bob"), "bob", &args);
+    }
+    let mut delivered = HashSet::new();
+    alice.wait(Duration::from_secs(180), |v| {
+        if v["status"]["status"] == "delivered" {
+            delivered.insert(v["status"]["id"].as_str().unwrap().to_owned());
+        }
+        (delivered.len() == N).then_some(())
+    });
+    println!(
+        "{KILLS} kills of the recipient; it was receiving each time: {received_before_kill:?}"
+    );
+    alice.quit();
+    bob.quit();
+    let (_, logs, queued_b) = read_store(&root.path().join("bob")).await;
+    assert_exactly_once_in_order(&logs[0], "stream-", N);
+    assert_eq!(queued_b, 0);
+    let (_, logs, queued_a) = read_store(&root.path().join("alice")).await;
+    assert_eq!(queued_a, 0);
+    assert!(logs[0].iter().all(|e| matches!(e.status, tincan_store::Status::Delivered { .. })));
+}
+
+/// Alice is killed with SIGKILL while queuing and sending; after her restart everything she had
+/// queued arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_sender_mid_send_loses_and_duplicates_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(&root.path().join("pb"));
+    let args = phonebook_args(&pb);
+    let mut bob = Peer::start(&root.path().join("bob"), "bob", &args);
+    let mut reported = HashSet::new();
+    for round in 0..4 {
+        let mut alice = Peer::start(&root.path().join("alice"), "alice", &args);
+        alice.command(
+            json!({"send_many": {"to": "bob", "prefix": format!("r{round}-"), "count": 2000}}),
+        );
+        let mut n = 0;
+        alice.wait(MINUTE, |v| {
+            if let Some(q) = v.get("queued") {
+                reported.insert(q["id"].as_str().unwrap().to_owned());
+                n += 1;
+            }
+            (n == 300 + round * 150).then_some(())
+        });
+        for v in alice.kill() {
+            if let Some(q) = v.get("queued") {
+                reported.insert(q["id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    // A last life, to deliver what is left.
+    let mut alice = Peer::start(&root.path().join("alice"), "alice", &args);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        bob.drain();
+        alice.drain();
+        if std::time::Instant::now() > deadline {
+            panic!("alice's outbox did not drain");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        // Stop alice to read her outbox; start her again if anything is left.
+        alice.quit();
+        let (_, _, queued) = read_store(&root.path().join("alice")).await;
+        if queued == 0 {
+            break;
+        }
+        alice = Peer::start(&root.path().join("alice"), "alice", &args);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    bob.quit();
+    let (_, logs, _) = read_store(&root.path().join("bob")).await;
+    let ids: Vec<String> = logs[0].iter().map(|e| e.id.to_string()).collect();
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "nothing shown twice");
+    for id in &reported {
+        assert!(unique.contains(id), "queued message {id} was lost");
+    }
+    let seqs: Vec<u64> = logs[0].iter().map(|e| e.seq.get()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order");
+    println!("{} messages reported queued across 4 kills; {} arrived", reported.len(), ids.len());
+}
+
+/// With the phonebook gone, a contact whose address is known is still reached; one whose
+/// address is not waits, queued, until the phonebook and the contact are back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phonebook_that_is_down_stops_nothing_that_can_go() {
+    let root = tempfile::tempdir().unwrap();
+    let pb_dir = root.path().join("pb");
+    let pb = Phonebook::start(&pb_dir);
+    let args = phonebook_args(&pb);
+    let mut bob = Peer::start(&root.path().join("bob"), "bob", &args);
+    let carol = Peer::start(&root.path().join("carol"), "carol", &args);
+    let mut alice = Peer::start(&root.path().join("alice"), "alice", &args);
+    // Alice pins carol through the phonebook, then carol leaves.
+    alice.command(json!({"send": {"to": "carol", "text": "hi carol"}}));
+    alice.wait(MINUTE, |v| (v["status"]["status"] == "delivered").then_some(()));
+    carol.quit();
+    pb.kill();
+
+    alice.add(&bob);
+    alice.command(json!({"send": {"to": "bob", "text": "no phonebook needed"}}));
+    alice.wait(MINUTE, |v| v.get("queued").map(|_| ()));
+    bob.wait(MINUTE, |v| (v["received"]["text"] == "no phonebook needed").then_some(()));
+    alice.command(json!({"send": {"to": "carol", "text": "wait for me"}}));
+    let id = alice.wait(MINUTE, |v| v["queued"]["id"].as_str().map(str::to_owned));
+    std::thread::sleep(Duration::from_secs(3));
+    let early: Vec<_> = alice.drain();
+    assert!(
+        !early
+            .iter()
+            .any(|v| v["status"]["id"] == id.as_str() && v["status"]["status"] == "delivered")
+    );
+
+    // The phonebook comes back, then carol, at a new port: the message goes.
+    let pb = Phonebook::start(&pb_dir);
+    let args = phonebook_args(&pb);
+    let mut carol = Peer::start(&root.path().join("carol"), "carol", &args);
+    // Alice's phonebook URL is the old one: give her carol's new address directly.
+    alice.add(&carol);
+    carol.wait(MINUTE, |v| (v["received"]["text"] == "wait for me").then_some(()));
+    alice.wait(MINUTE, |v| {
+        (v["status"]["id"] == id.as_str() && v["status"]["status"] == "delivered").then_some(())
+    });
+}
+
+/// The phonebook shows another key for a pinned contact: nothing is sent, the key change is
+/// reported, and delivery resumes only once alice trusts the new key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_key_holds_delivery_until_trusted() {
+    let root = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(&root.path().join("pb"));
+    let args = phonebook_args(&pb);
+    let bob = Peer::start(&root.path().join("bob"), "bob", &args);
+    let mut alice = Peer::start(&root.path().join("alice"), "alice", &args);
+    alice.command(json!({"send": {"to": "bob", "text": "first"}}));
+    alice.wait(MINUTE, |v| (v["status"]["status"] == "delivered").then_some(()));
+    let old_id = bob.peer_id.clone();
+    bob.quit();
+
+    // Bob's name goes to a new key: he releases it, and a new install registers it.
+    let old = tincan_identity::unlock(
+        &root.path().join("bob/identity.key"),
+        &tincan_identity::Password::new(PASSWORD.into()),
+    )
+    .unwrap();
+    let client = tincan_phonebook::Client::new(&pb.url).unwrap();
+    let name = tincan_wire::Username::new("bob").unwrap();
+    client.delete(&old, &name, true, tincan_wire::UnixMillis(u64::MAX / 2)).await.unwrap();
+    let mut bob2 = Peer::start(&root.path().join("bob2"), "bob", &args);
+    assert_ne!(bob2.peer_id, old_id);
+
+    alice.command(json!({"send": {"to": "bob", "text": "held"}}));
+    let changed = alice.wait(MINUTE, |v| v.get("key_changed").cloned());
+    assert_eq!(changed["old"], old_id.as_str());
+    assert_eq!(changed["new"], bob2.peer_id.as_str());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !bob2.drain().iter().any(|v| v.get("received").is_some()),
+        "nothing sent to the new key"
+    );
+
+    alice.command(json!({"trust": "bob"}));
+    let got = bob2.wait(MINUTE, |v| v["received"]["text"].as_str().map(str::to_owned));
+    assert_eq!(got, "held");
+}
