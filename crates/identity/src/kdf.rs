@@ -25,6 +25,16 @@ impl Password {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Its length in characters.
+    pub fn len(&self) -> usize {
+        self.0.chars().count()
+    }
+
+    /// Whether `other` is the same password, compared in constant time (for "type it again").
+    pub fn same_as(&self, other: &Password) -> bool {
+        bool::from(subtle::ConstantTimeEq::ct_eq(self.0.as_bytes(), other.0.as_bytes()))
+    }
 }
 
 impl fmt::Debug for Password {

@@ -45,6 +45,8 @@ pub(crate) enum Command {
     Queued(ConversationId, Queued),
     /// The conversation's contact or outbox changed: reload it.
     Reload(ConversationId),
+    /// Publish our record now (a phonebook came back).
+    Publish,
     /// Take our records down and stop.
     Shutdown(oneshot::Sender<()>),
 }
@@ -285,6 +287,7 @@ impl Engine {
                 command = commands.recv() => match command {
                     Some(Command::Queued(conv, item)) => self.on_queued(conv, item),
                     Some(Command::Reload(conv)) => self.reload(conv),
+                    Some(Command::Publish) => self.next_register = Some(Instant::now()),
                     Some(Command::Shutdown(done)) => {
                         self.unpublish().await;
                         let _ = done.send(());

@@ -430,6 +430,12 @@ impl Node {
         Err(SendError::Unresolvable { username: self.shared.username.clone(), reason: last_error })
     }
 
+    /// Publishes our record to the phonebooks now, rather than at the next refresh: for when a
+    /// phonebook has just come (back) up.
+    pub fn republish(&self) {
+        let _ = self.shared.commands.try_send(Command::Publish);
+    }
+
     /// Takes our records down from the phonebooks, and stops the node.
     pub async fn shutdown(&self) {
         let (done, wait) = oneshot::channel();

@@ -1,0 +1,537 @@
+//! The subcommands other than the chat itself.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use tincan_node::Event;
+use tincan_store::{Contact, ContactKind, Direction, Status, Store};
+use tincan_wire::Username;
+
+use crate::cli::Global;
+use crate::config::Profile;
+use crate::format;
+use crate::profile::{self, PasswordSource, Unlocked};
+use crate::session::Session;
+
+/// Exit code of `send` when the message is queued but not delivered yet.
+pub const EXIT_QUEUED: i32 = 4;
+/// Exit code of `send` when the recipient refused the message.
+pub const EXIT_FAILED: i32 = 5;
+
+#[allow(clippy::print_stdout)]
+fn say(text: impl std::fmt::Display) {
+    println!("{text}");
+}
+
+/// A username from the command line, with a clear error.
+pub fn username_arg(text: &str) -> anyhow::Result<Username> {
+    username(text)
+}
+
+fn username(text: &str) -> anyhow::Result<Username> {
+    Username::new(text).map_err(|e| anyhow::anyhow!("{text:?} is not a username: {}", e.reason()))
+}
+
+/// `init`, and the first-run walk-through: asks for a username and a password, creates the
+/// identity and registers the name at the phonebook.
+pub async fn init(profile: &Profile, global: &Global, name: Option<String>) -> anyhow::Result<()> {
+    if profile.exists() {
+        eprintln!("Profile {:?} already has an identity; nothing to do.", profile.name);
+        return Ok(());
+    }
+    let unlocked = create(profile, global, name).await?;
+    let session = Session::start(profile, unlocked).await?;
+    let registered = wait_published(&session).await;
+    eprintln!(
+        "Your PeerId is {}.{}",
+        session.node.peer_id(),
+        if registered { " Your name is registered at the phonebook." } else { "" }
+    );
+    session.stop().await;
+    Ok(())
+}
+
+/// Creates the identity, asking for what is missing.
+pub async fn create(
+    profile: &Profile,
+    global: &Global,
+    name: Option<String>,
+) -> anyhow::Result<Unlocked> {
+    eprintln!("Setting up tincan profile {:?} in {}.", profile.name, profile.dir.display());
+    let name = loop {
+        let text = match &name {
+            Some(n) => n.clone(),
+            None => {
+                eprint!("Choose a username (1-32 of a-z, 0-9, '_', '.', '-'): ");
+                std::io::stderr().flush()?;
+                let mut line = String::new();
+                if std::io::stdin().read_line(&mut line)? == 0 {
+                    bail!("no username given");
+                }
+                line.trim().to_owned()
+            }
+        };
+        match username(&text) {
+            Ok(u) if name.is_some() => break u,
+            Ok(u) => {
+                if let Some(taken) = name_taken(profile, &u).await {
+                    eprintln!("{taken}");
+                    continue;
+                }
+                break u;
+            }
+            Err(e) if name.is_some() => return Err(e),
+            Err(e) => eprintln!("{e}"),
+        }
+    };
+    if name_taken(profile, &name).await.is_some() {
+        bail!("the username {name} is already taken at the phonebook; choose another");
+    }
+    profile::create(profile, &name, PasswordSource::from(global)?).await
+}
+
+/// Why `name` cannot be had, if the phonebook says it is taken.
+async fn name_taken(profile: &Profile, name: &Username) -> Option<String> {
+    let url = match &profile.phonebook {
+        Some(url) => url.clone(),
+        None => format!("http://{}", crate::local::address().ok()?),
+    };
+    let client = tincan_phonebook::Client::new(&url).ok()?;
+    match client.lookup(name).await {
+        Ok(Some(_)) => Some(format!("The username {name} is already taken; choose another.")),
+        _ => None,
+    }
+}
+
+async fn wait_published(session: &Session) -> bool {
+    let mut events = session.node.subscribe();
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(Event::Published { .. }) => return true,
+                Ok(Event::PhonebookError { error, .. }) => {
+                    eprintln!(
+                        "The phonebook at {} did not take our record: {error}",
+                        session.phonebook_url
+                    );
+                    return false;
+                }
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait).await.unwrap_or(false)
+}
+
+/// `send`: queue, then wait for delivery unless told not to. Returns the exit code.
+pub async fn send(
+    profile: &Profile,
+    global: &Global,
+    user: &str,
+    text: &str,
+    no_wait: bool,
+    timeout: u64,
+) -> anyhow::Result<i32> {
+    let to = username(user)?;
+    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let session = Session::start(profile, unlocked).await?;
+    let mut events = session.node.subscribe();
+    let sent = match session.node.send(&to, text).await {
+        Ok(sent) => sent,
+        Err(e) => {
+            session.stop().await;
+            return Err(e.into());
+        }
+    };
+    if no_wait {
+        eprintln!("Queued; it will be delivered the next time tincan runs and {to} is reachable.");
+        session.stop().await;
+        return Ok(0);
+    }
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(Event::Status { id, status, .. }) if id == sent.id => match status {
+                    Status::Delivered { .. } => return Ok(0),
+                    Status::Failed { reason, .. } => {
+                        eprintln!("{to} refused the message: {reason}");
+                        return Ok(EXIT_FAILED);
+                    }
+                    _ => {}
+                },
+                Ok(Event::KeyChanged { .. }) => {
+                    eprintln!(
+                        "{to}'s key has changed: nothing is sent until you check it (`tincan verify {to}`) and `tincan trust {to}`. The message stays queued."
+                    );
+                    return Ok(EXIT_QUEUED);
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => return Err(anyhow::anyhow!("{e}")),
+            }
+        }
+    };
+    let code = if timeout == 0 {
+        wait.await?
+    } else {
+        match tokio::time::timeout(Duration::from_secs(timeout), wait).await {
+            Ok(code) => code?,
+            Err(_) => {
+                eprintln!(
+                    "Not delivered within {timeout} s; the message stays queued and goes when {to} is reachable and tincan runs."
+                );
+                EXIT_QUEUED
+            }
+        }
+    };
+    if code == 0 {
+        eprintln!("Delivered.");
+    }
+    session.stop().await;
+    Ok(code)
+}
+
+/// Finds a contact by name, or a message request by the name it claims.
+pub async fn find(store: &Store, name: &str) -> anyhow::Result<Contact> {
+    let name = username(name)?;
+    if let Some(contact) = store.contact_by_username(&name).await? {
+        return Ok(contact);
+    }
+    let requests: Vec<Contact> = store
+        .contacts()
+        .await?
+        .into_iter()
+        .filter(|c| c.kind == ContactKind::Request && c.username == name)
+        .collect();
+    match requests.len() {
+        0 => bail!("{name} is not a contact"),
+        1 => Ok(requests.into_iter().next().expect("one request")),
+        n => bail!("{n} message requests claim the name {name}; block the ones you do not know"),
+    }
+}
+
+/// `log`.
+pub async fn log(
+    profile: &Profile,
+    global: &Global,
+    user: &str,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let store = unlocked.store.clone();
+    let contact = find(&store, user).await?;
+    let entries = store.history(contact.conversation, None, limit).await?;
+    if json {
+        say(serde_json::to_string_pretty(&json!({ "contact": contact, "messages": entries }))?);
+    } else {
+        say(format!("== {} ({})", contact.username, format::state(&contact)));
+        for entry in &entries {
+            say(format::line(unlocked.username.as_str(), contact.username.as_str(), entry));
+        }
+        if entries.is_empty() {
+            say("(no messages)");
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// `inbox`: unread messages and requests.
+pub async fn inbox(
+    profile: &Profile,
+    global: &Global,
+    json: bool,
+    peek: bool,
+) -> anyhow::Result<()> {
+    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let store = unlocked.store.clone();
+    let mut out = Vec::new();
+    for contact in store.contacts().await? {
+        if contact.unread == 0 {
+            continue;
+        }
+        let limit = usize::try_from(contact.unread).unwrap_or(usize::MAX).min(1000);
+        let entries: Vec<_> = store
+            .history(contact.conversation, None, limit * 2)
+            .await?
+            .into_iter()
+            .filter(|e| e.direction == Direction::Incoming)
+            .rev()
+            .take(limit)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        if !peek {
+            store.mark_read(contact.conversation).await?;
+        }
+        out.push((contact, entries));
+    }
+    if json {
+        let value: Vec<_> = out
+            .iter()
+            .map(|(c, e)| json!({"username": c.username, "request": c.kind == ContactKind::Request, "unread": c.unread, "messages": e}))
+            .collect();
+        say(serde_json::to_string_pretty(&value)?);
+    } else if out.is_empty() {
+        say("No new messages.");
+    } else {
+        for (contact, entries) in &out {
+            let request = if contact.kind == ContactKind::Request {
+                " — message request, unverified: `tincan accept` or `tincan block`"
+            } else {
+                ""
+            };
+            say(format!("== {} ({} new){request}", contact.username, contact.unread));
+            for entry in entries {
+                say(format::line(unlocked.username.as_str(), contact.username.as_str(), entry));
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// `contacts`.
+pub async fn contacts(profile: &Profile, global: &Global, json: bool) -> anyhow::Result<()> {
+    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let store = unlocked.store.clone();
+    let contacts = store.contacts().await?;
+    if json {
+        say(serde_json::to_string_pretty(&contacts)?);
+    } else if contacts.is_empty() {
+        say(
+            "No contacts yet. Write to someone with `tincan send USER TEXT`, or `tincan chat USER`.",
+        );
+    } else {
+        for c in &contacts {
+            let unread =
+                if c.unread > 0 { format!(", {} unread", c.unread) } else { String::new() };
+            say(format!("{:<32} {}{unread}", c.username.as_str(), format::state(c)));
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// `verify`: the safety number, and optionally mark verified.
+pub async fn verify(
+    profile: &Profile,
+    global: &Global,
+    user: &str,
+    mark: bool,
+) -> anyhow::Result<()> {
+    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let store = unlocked.store.clone();
+    let contact = find(&store, user).await?;
+    let mine = unlocked.identity.public_key();
+    let show = |label: &str, peer: &tincan_wire::PeerIdBytes| -> anyhow::Result<()> {
+        let peer =
+            libp2p_identity::PeerId::from_bytes(peer.as_bytes()).context("a damaged PeerId")?;
+        let key =
+            tincan_identity::PublicKey::from_peer_id(&peer).context("not an ed25519 PeerId")?;
+        let number = tincan_identity::safety_number(&mine, &key).to_string();
+        let groups: Vec<&str> = number.split(' ').collect();
+        say(format!("{label} ({peer}):"));
+        say(format!("    {}", groups[..6].join(" ")));
+        say(format!("    {}", groups[6..].join(" ")));
+        Ok(())
+    };
+    say(format!(
+        "Safety number with {} — compare it with theirs, in person or on a call you trust:",
+        contact.username
+    ));
+    show("pinned key", &contact.peer_id)?;
+    if let Some(pending) = &contact.pending_peer_id {
+        say("");
+        say(format!("{}'s key CHANGED. The phonebook now shows another key:", contact.username));
+        show("new key", pending)?;
+        say(format!("If the new number matches theirs, run `tincan trust {}`.", contact.username));
+    }
+    if mark {
+        if contact.pending_peer_id.is_some() {
+            bail!(
+                "the key changed: trust the new key first (`tincan trust {}`), then verify it",
+                contact.username
+            );
+        }
+        store.set_verified(contact.conversation, true).await?;
+        say(format!("{} is marked verified.", contact.username));
+    } else if contact.verified {
+        say(format!("{} is verified.", contact.username));
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// `trust`: accept a changed key.
+pub async fn trust(profile: &Profile, global: &Global, user: &str) -> anyhow::Result<()> {
+    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let store = unlocked.store.clone();
+    let contact = find(&store, user).await?;
+    if contact.pending_peer_id.is_none() {
+        bail!("{}'s key has not changed; nothing to trust", contact.username);
+    }
+    let now =
+        tincan_wire::UnixMillis(chrono::Utc::now().timestamp_millis().try_into().unwrap_or(0));
+    store.trust_pending(contact.conversation, now).await?;
+    say(format!(
+        "Trusted {}'s new key. Queued messages go out the next time tincan runs.",
+        contact.username
+    ));
+    store.close().await;
+    Ok(())
+}
+
+/// `accept`: a message request becomes a contact.
+pub async fn accept(profile: &Profile, global: &Global, user: &str) -> anyhow::Result<()> {
+    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let store = unlocked.store.clone();
+    let contact = find(&store, user).await?;
+    if contact.kind != ContactKind::Request {
+        bail!("{} is already a contact", contact.username);
+    }
+    store.accept_request(contact.conversation).await?;
+    say(format!("{} is now a contact.", contact.username));
+    store.close().await;
+    Ok(())
+}
+
+/// `block`.
+pub async fn block(
+    profile: &Profile,
+    global: &Global,
+    user: &str,
+    undo: bool,
+) -> anyhow::Result<()> {
+    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let store = unlocked.store.clone();
+    let contact = find(&store, user).await?;
+    store.set_blocked(contact.conversation, !undo).await?;
+    say(format!("{} is {}.", contact.username, if undo { "unblocked" } else { "blocked" }));
+    store.close().await;
+    Ok(())
+}
+
+/// `online`: needs no identity, only the phonebook.
+pub async fn online(profile: &Profile, json: bool) -> anyhow::Result<()> {
+    let url = match &profile.phonebook {
+        Some(url) => url.clone(),
+        None => format!("http://{}", crate::local::address()?),
+    };
+    let client = tincan_phonebook::Client::new(&url)?;
+    let mut all = Vec::new();
+    let mut after: Option<Username> = None;
+    loop {
+        let (page, next) = match client.online(after.as_ref(), 100).await {
+            Ok(page) => page,
+            Err(tincan_phonebook::ClientError::Unreachable(_)) if profile.phonebook.is_none() => {
+                eprintln!(
+                    "Nobody is online here: no tincan is running on this machine (the first one hosts the local phonebook)."
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e).context(format!("asking {url}")),
+        };
+        all.extend(page);
+        match next {
+            Some(n) if all.len() < 10_000 => after = Some(n),
+            _ => break,
+        }
+    }
+    if json {
+        let value: Vec<_> = all
+            .iter()
+            .map(|f| json!({"username": f.username, "peer_id": f.peer_id.to_base58()}))
+            .collect();
+        say(serde_json::to_string_pretty(&value)?);
+    } else if all.is_empty() {
+        say("Nobody is online.");
+    } else {
+        for found in &all {
+            say(found.username.as_str());
+        }
+    }
+    Ok(())
+}
+
+/// `passwd`.
+pub fn passwd(profile: &Profile, global: &Global) -> anyhow::Result<()> {
+    if !profile.exists() {
+        bail!("profile {:?} has no identity yet", profile.name);
+    }
+    profile::change_password(profile, PasswordSource::from(global)?)?;
+    eprintln!("Password changed.");
+    Ok(())
+}
+
+/// `export`.
+pub async fn export(
+    profile: &Profile,
+    global: &Global,
+    user: Option<&str>,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let store = unlocked.store.clone();
+    let conv = match user {
+        Some(user) => Some(find(&store, user).await?.conversation),
+        None => None,
+    };
+    let mut value = store.export(conv).await?;
+    value["username"] = json!(unlocked.username);
+    value["peer_id"] = json!(unlocked.identity.peer_id().to_base58());
+    let text = serde_json::to_string_pretty(&value)?;
+    match output {
+        Some(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(path)
+                .with_context(|| format!("creating {} (it must not exist)", path.display()))?;
+            file.write_all(text.as_bytes())?;
+            eprintln!("Wrote {} — it holds your messages in the clear.", path.display());
+        }
+        None => say(text),
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// `bot echo`: answers every message, accepting requests, until interrupted.
+pub async fn echo_bot(profile: &Profile, global: &Global) -> anyhow::Result<()> {
+    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let me = unlocked.username.clone();
+    let session = Session::start(profile, unlocked).await?;
+    eprintln!("Echo bot {me} is running ({}). Ctrl-C stops it.", session.node.peer_id());
+    let mut events = session.node.subscribe();
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let Ok(Event::Received { conversation, username, entry, request }) = event else {
+            continue;
+        };
+        if request && let Err(e) = session.node.accept(conversation).await {
+            tracing::warn!(error = %e, "accepting a request failed");
+            continue;
+        }
+        let reply = format!("echo: {}", entry.text.as_str());
+        let reply = if reply.len() > tincan_wire::MAX_TEXT_LEN {
+            entry.text.as_str().to_owned()
+        } else {
+            reply
+        };
+        if let Err(e) = session.node.send(&username, &reply).await {
+            tracing::warn!(error = %e, "echoing failed");
+        }
+    }
+    session.stop().await;
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! Paths, the configuration file, and what a profile is made of.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::cli::Global;
+
+/// The default local phonebook address, for zero-configuration use on one machine.
+pub const LOCAL_PHONEBOOK: &str = "127.0.0.1:7878";
+
+/// The configuration file: defaults for every profile, and per-profile overrides.
+///
+/// ```toml
+/// phonebook = "https://phonebook.example.org"
+/// listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+///
+/// [profiles.work]
+/// phonebook = "https://phonebook.work.example"
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(flatten)]
+    defaults: Settings,
+    #[serde(default)]
+    profiles: std::collections::BTreeMap<String, Settings>,
+}
+
+/// Settings of a profile.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Phonebook URL.
+    pub phonebook: Option<String>,
+    /// Listen addresses.
+    pub listen: Option<Vec<String>>,
+}
+
+/// Where a profile lives and how it connects, with command-line options applied over the
+/// configuration file.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The profile's name.
+    pub name: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The data directory (parent of every profile).
+    pub data_dir: PathBuf,
+    /// The phonebook, or `None` for the local one.
+    pub phonebook: Option<String>,
+    /// Listen addresses (empty: the defaults).
+    pub listen: Vec<String>,
+}
+
+impl Profile {
+    /// Resolves the profile named in `global`.
+    pub fn resolve(global: &Global) -> anyhow::Result<Profile> {
+        let name = global.profile.clone();
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            || name.starts_with('.')
+        {
+            bail!(
+                "profile names are 1 to 64 of a-z, A-Z, 0-9, '-', '_' and '.', not starting with '.'"
+            );
+        }
+        let data_dir = match &global.data_dir {
+            Some(dir) => dir.clone(),
+            None => xdg("XDG_DATA_HOME", ".local/share")?.join("tincan"),
+        };
+        let config_path = match &global.config {
+            Some(path) => Some(path.clone()),
+            None => xdg("XDG_CONFIG_HOME", ".config").ok().map(|d| d.join("tincan/config.toml")),
+        };
+        let file = match config_path {
+            Some(path) if path.exists() => {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<File>(&text)
+                    .with_context(|| format!("reading {}", path.display()))?
+            }
+            _ => File::default(),
+        };
+        let over = file.profiles.get(&name).cloned().unwrap_or_default();
+        let phonebook = global.phonebook.clone().or(over.phonebook).or(file.defaults.phonebook);
+        let listen = if global.listen.is_empty() {
+            over.listen.or(file.defaults.listen).unwrap_or_default()
+        } else {
+            global.listen.clone()
+        };
+        Ok(Profile { dir: data_dir.join(&name), name, data_dir, phonebook, listen })
+    }
+
+    /// The identity key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.join("identity.key")
+    }
+
+    /// The store.
+    pub fn store_file(&self) -> PathBuf {
+        self.dir.join("store.redb")
+    }
+
+    /// The log file: logs never go to the screen.
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("tincan.log")
+    }
+
+    /// Whether the identity exists.
+    pub fn exists(&self) -> bool {
+        self.key_file().exists()
+    }
+}
+
+/// `$VAR`, if set to an absolute path, else `~/fallback`.
+fn xdg(var: &str, fallback: &str) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute()) {
+        return Ok(dir);
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set; pass --data-dir")?;
+    Ok(Path::new(&home).join(fallback))
+}
+
+/// Creates `dir` (and its parents) with mode 0700 on Unix.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).with_context(|| format!("creating {}", dir.display()))
+}

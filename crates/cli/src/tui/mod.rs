@@ -1,0 +1,259 @@
+//! The chat screen (ratatui + crossterm).
+//!
+//! The terminal is put back as it was on every way out: quitting, Ctrl-C, SIGTERM, an error,
+//! or a panic (a hook restores it before the panic message prints).
+
+pub mod app;
+mod input;
+pub mod ui;
+
+use std::io::Stdout;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
+use ratatui::crossterm::{cursor, execute, terminal};
+use tincan_store::ConversationId;
+use tokio::sync::{broadcast, mpsc};
+
+use self::app::{Action, App, Level};
+use crate::cli::Global;
+use crate::config::Profile;
+use crate::profile::{self, PasswordSource};
+use crate::session::Session;
+
+/// Runs the chat screen, creating the identity first if this is the first run.
+pub async fn run(profile: &Profile, global: &Global, open: Option<String>) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let unlocked = if profile.exists() {
+        profile::unlock(profile, PasswordSource::from(global)?).await?
+    } else {
+        crate::commands::create(profile, global, None).await?
+    };
+    let unlocked_at = started.elapsed();
+    let me = unlocked.username.clone();
+    let session = Session::start(profile, unlocked).await?;
+    let where_ =
+        if session.local { "local phonebook".to_owned() } else { session.phonebook_url.clone() };
+    let mut app = App::new(me, profile.name.clone(), where_);
+    app.set_contacts(session.node.store().contacts().await?);
+    if let Some(user) = open {
+        perform(&session, &mut app, Action::Open(crate::commands::username_arg(&user)?)).await;
+    }
+    let mut terminal = enter()?;
+    terminal.draw(|f| ui::draw(f, &app)).context("drawing")?;
+    let ready = started.elapsed();
+    tracing::info!(
+        unlock_ms = unlocked_at.as_millis() as u64,
+        ready_ms = ready.as_millis() as u64,
+        after_unlock_ms = (ready - unlocked_at).as_millis() as u64,
+        "screen ready"
+    );
+    let result = event_loop(&mut terminal, &session, &mut app).await;
+    leave();
+    session.stop().await;
+    result
+}
+
+type Term = Terminal<CrosstermBackend<Stdout>>;
+
+/// Raw mode and the alternate screen, with a panic hook that undoes both.
+fn enter() -> anyhow::Result<Term> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        leave();
+        previous(info);
+    }));
+    terminal::enable_raw_mode().context("the terminal cannot go into raw mode")?;
+    let mut stdout = std::io::stdout();
+    execute!(stdout, terminal::EnterAlternateScreen).context("entering the alternate screen")?;
+    Terminal::new(CrosstermBackend::new(stdout)).context("setting up the screen")
+}
+
+/// Puts the terminal back. Safe to call more than once.
+fn leave() {
+    let _ = terminal::disable_raw_mode();
+    let _ = execute!(std::io::stdout(), terminal::LeaveAlternateScreen, cursor::Show);
+}
+
+/// Reads terminal events on a thread of its own (crossterm's reads block), until `stop`.
+fn keys(stop: Arc<AtomicBool>) -> mpsc::Receiver<TermEvent> {
+    let (tx, rx) = mpsc::channel(256);
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            match event::poll(Duration::from_millis(100)) {
+                Ok(true) => match event::read() {
+                    Ok(ev) => {
+                        if tx.blocking_send(ev).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                },
+                Ok(false) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    rx
+}
+
+async fn event_loop(terminal: &mut Term, session: &Session, app: &mut App) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut keys = keys(stop.clone());
+    let mut events = session.node.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM")?;
+    let result = loop {
+        if let Err(e) = terminal.draw(|f| ui::draw(f, app)) {
+            break Err(anyhow::Error::new(e).context("drawing"));
+        }
+        let action = tokio::select! {
+            key = keys.recv() => match key {
+                Some(TermEvent::Key(key)) if key.kind != KeyEventKind::Release => app.on_key(key),
+                Some(_) => None, // resizes redraw on the next turn
+                None => Some(Action::Quit),
+            },
+            event = events.recv() => match event {
+                Ok(event) => app.on_event(&event),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some(Action::ReloadContacts),
+                Err(broadcast::error::RecvError::Closed) => Some(Action::Quit),
+            },
+            _ = tick.tick() => None,
+            _ = tokio::signal::ctrl_c() => Some(Action::Quit),
+            _ = sigterm(&mut term) => Some(Action::Quit),
+        };
+        if let Some(action) = action {
+            if action == Action::Quit {
+                break Ok(());
+            }
+            perform(session, app, action).await;
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    result
+}
+
+#[cfg(unix)]
+async fn sigterm(term: &mut tokio::signal::unix::Signal) {
+    term.recv().await;
+}
+
+/// Carries out an action, reporting problems on the status line.
+async fn perform(session: &Session, app: &mut App, action: Action) {
+    if let Err(e) = try_perform(session, app, action).await {
+        app.note(Level::Warning, format!("{e:#}"));
+    }
+}
+
+async fn try_perform(session: &Session, app: &mut App, action: Action) -> anyhow::Result<()> {
+    let node = &session.node;
+    let store = node.store();
+    match action {
+        Action::Send(conv, user, text) => {
+            let sent = node.send(&user, &text).await?;
+            if app.open == Some(conv)
+                && let Some(entry) = store.entry(conv, sent.position).await?
+            {
+                app.messages.push(entry);
+                app.scroll = 0;
+            }
+        }
+        Action::Open(user) => {
+            app.note(Level::Info, format!("Looking up {user}..."));
+            let contact = node.resolve(&user).await?;
+            open(app, store, contact.conversation).await?;
+        }
+        Action::OpenConversation(conv) => open(app, store, conv).await?,
+        Action::Verify(user) => {
+            let number = node.safety_number(&user).await?;
+            let contact = crate::commands::find(store, user.as_str()).await?;
+            let mut lines = vec![
+                format!("Your safety number with {user}:"),
+                String::new(),
+                format!("    {}", number),
+                String::new(),
+                "Compare it with the one on their screen, in person or on a call you trust.".into(),
+                format!("If they match, run `tincan verify {user} --mark-verified`."),
+            ];
+            if contact.pending_peer_id.is_some() {
+                lines.push(String::new());
+                lines.push(format!("{user}'s key CHANGED: `tincan verify {user}` shows the new number; /trust accepts it."));
+            }
+            app.panel = Some((format!("Verify {user}"), lines));
+        }
+        Action::Trust(user) => {
+            node.trust(&user).await?;
+            app.set_contacts(store.contacts().await?);
+            app.note(
+                Level::Info,
+                format!("Trusted {user}'s new key; held messages are on their way."),
+            );
+        }
+        Action::Accept(conv) => {
+            let contact = node.accept(conv).await?;
+            app.set_contacts(store.contacts().await?);
+            open(app, store, conv).await?;
+            app.note(Level::Info, format!("{} is now a contact.", contact.username));
+        }
+        Action::Block(conv, blocked) => {
+            let contact = node.set_blocked(conv, blocked).await?;
+            app.set_contacts(store.contacts().await?);
+            app.note(
+                Level::Info,
+                format!(
+                    "{} is {}.",
+                    contact.username,
+                    if blocked { "blocked" } else { "unblocked" }
+                ),
+            );
+        }
+        Action::Online => {
+            let found = node.online(100).await?;
+            let mut lines: Vec<String> = found
+                .iter()
+                .filter(|f| f.username != *node.username())
+                .map(|f| {
+                    let known = app.contacts.iter().any(|c| c.username == f.username);
+                    format!("{}{}", f.username, if known { "  (contact)" } else { "" })
+                })
+                .collect();
+            if lines.is_empty() {
+                lines.push("Nobody else is online.".into());
+            }
+            lines.push(String::new());
+            lines.push("Type a name and Enter to chat.".into());
+            app.panel = Some(("Online now".into(), lines));
+        }
+        Action::MarkRead(conv) => {
+            store.mark_read(conv).await?;
+        }
+        Action::ReloadContacts => {
+            app.set_contacts(store.contacts().await?);
+            if let Some(conv) = app.open {
+                let messages = store.history(conv, None, 500).await?;
+                app.messages = messages;
+            }
+        }
+        Action::Quit => {}
+    }
+    Ok(())
+}
+
+async fn open(
+    app: &mut App,
+    store: &tincan_store::Store,
+    conv: ConversationId,
+) -> anyhow::Result<()> {
+    app.set_contacts(store.contacts().await?);
+    let messages = store.history(conv, None, 500).await?;
+    app.show(conv, messages);
+    store.mark_read(conv).await?;
+    Ok(())
+}

@@ -1,0 +1,395 @@
+//! Drawing the chat screen.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, List, ListItem, Paragraph, Wrap};
+use tincan_store::{ContactKind, Direction, Status};
+use unicode_width::UnicodeWidthStr;
+
+use super::app::{App, Level};
+use crate::format;
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame<'_>, app: &App) {
+    let [main, input, status] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(3), Constraint::Length(1)])
+            .areas(frame.area());
+    let width = (main.width / 4).clamp(12, 28);
+    let [list, conversation] =
+        Layout::horizontal([Constraint::Length(width), Constraint::Min(10)]).areas(main);
+    draw_contacts(frame, app, list);
+    draw_conversation(frame, app, conversation);
+    draw_input(frame, app, input);
+    draw_status(frame, app, status);
+}
+
+fn draw_contacts(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let mut items = Vec::new();
+    let mut requests_header = false;
+    for c in &app.contacts {
+        if c.kind == ContactKind::Request && !requests_header {
+            requests_header = true;
+            items.push(ListItem::new(Line::styled(
+                "Requests",
+                Style::new().add_modifier(Modifier::BOLD),
+            )));
+        }
+        let online = app.online.contains(&c.username);
+        let dot = match () {
+            _ if c.kind == ContactKind::Request => {
+                Span::styled("? ", Style::new().fg(Color::Yellow))
+            }
+            _ if online => Span::styled("● ", Style::new().fg(Color::Green)),
+            _ => Span::styled("○ ", Style::new().fg(Color::DarkGray)),
+        };
+        let mut spans = vec![dot, Span::raw(c.username.to_string())];
+        if c.pending_peer_id.is_some() {
+            spans
+                .push(Span::styled(" ⚠", Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)));
+        } else if c.verified {
+            spans.push(Span::styled(" ✔", Style::new().fg(Color::Green)));
+        }
+        if c.blocked {
+            spans.push(Span::styled(" ⊘", Style::new().fg(Color::DarkGray)));
+        }
+        if c.unread > 0 {
+            spans.push(Span::styled(
+                format!(" {}", c.unread),
+                Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+            ));
+        }
+        let mut item = ListItem::new(Line::from(spans));
+        if app.open == Some(c.conversation) {
+            item = item.style(Style::new().add_modifier(Modifier::REVERSED));
+        }
+        items.push(item);
+    }
+    if app.contacts.is_empty() {
+        items.push(ListItem::new(Line::styled("(no one yet)", Style::new().fg(Color::DarkGray))));
+    }
+    let title = format!(" {} · contacts ", app.me);
+    frame.render_widget(
+        List::new(items).block(Block::new().borders(Borders::ALL).title(title)),
+        area,
+    );
+}
+
+fn draw_conversation(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    if let Some((title, lines)) = &app.panel {
+        let text: Vec<Line<'_>> = lines.iter().map(|l| Line::raw(l.as_str())).collect();
+        let panel = Paragraph::new(text)
+            .wrap(Wrap { trim: false })
+            .block(Block::new().borders(Borders::ALL).title(format!(" {title} (Esc closes) ")));
+        frame.render_widget(panel, area);
+        return;
+    }
+    let Some(contact) = app.current() else {
+        let text = vec![
+            Line::raw(""),
+            Line::raw("  Nobody chosen."),
+            Line::raw("  Type a username and press Enter to chat, or Tab through your contacts."),
+            Line::raw("  /online shows who is online; /help lists everything."),
+        ];
+        frame.render_widget(
+            Paragraph::new(text).block(Block::new().borders(Borders::ALL).title(" tincan ")),
+            area,
+        );
+        return;
+    };
+    let mut title = format!(" {} ", contact.username);
+    title.push_str(if app.online.contains(&contact.username) {
+        "· online "
+    } else {
+        "· offline "
+    });
+    title.push_str(match () {
+        _ if contact.pending_peer_id.is_some() => "· ⚠ KEY CHANGED ",
+        _ if contact.kind == ContactKind::Request => "· message request ",
+        _ if contact.verified => "· verified ",
+        _ => "· unverified ",
+    });
+    let mut lines: Vec<Line<'_>> = Vec::new();
+    if contact.pending_peer_id.is_some() {
+        lines.push(Line::styled(
+            format!(
+                "⚠ {}'s KEY CHANGED. Nothing is sent until you /verify and /trust the new key.",
+                contact.username
+            ),
+            Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
+        ));
+    }
+    if contact.kind == ContactKind::Request {
+        lines.push(Line::styled(
+            format!(
+                "Message request from someone claiming to be {} (unverified): /accept or /block.",
+                contact.username
+            ),
+            Style::new().fg(Color::Black).bg(Color::Yellow),
+        ));
+    }
+    for entry in &app.messages {
+        if entry.missing_before > 0 {
+            lines.push(Line::styled(
+                format!("  ({} earlier message(s) never arrived)", entry.missing_before),
+                Style::new().fg(Color::DarkGray),
+            ));
+        }
+        let (who, color) = match entry.direction {
+            Direction::Outgoing => (app.me.as_str(), Color::Cyan),
+            Direction::Incoming => (contact.username.as_str(), Color::Magenta),
+        };
+        let mut spans = vec![
+            Span::styled(
+                format!("[{}] ", when(app, entry.sent_at)),
+                Style::new().fg(Color::DarkGray),
+            ),
+            Span::styled(format!("{who}: "), Style::new().fg(color).add_modifier(Modifier::BOLD)),
+            Span::raw(format::clean(entry.text.as_str())),
+        ];
+        if entry.direction == Direction::Outgoing {
+            let style = match entry.status {
+                Status::Failed { .. } => Style::new().fg(Color::Red),
+                Status::Delivered { .. } => Style::new().fg(Color::Green),
+                _ => Style::new().fg(Color::DarkGray),
+            };
+            spans.push(Span::styled(format!(" {}", format::mark(&entry.status)), style));
+            if let Status::Failed { reason, .. } = &entry.status {
+                spans.push(Span::styled(format!(" {reason}"), style));
+            }
+        }
+        if entry.late {
+            spans.push(Span::styled(" (late)", Style::new().fg(Color::DarkGray)));
+        }
+        lines.push(Line::from(spans));
+    }
+    // Keep the newest lines in view, wrapped at the panel's width.
+    let inner = area.width.saturating_sub(2).max(1) as usize;
+    let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
+    let height = area.height.saturating_sub(2) as usize;
+    let top = rows.saturating_sub(height).saturating_sub(app.scroll);
+    let paragraph = Paragraph::new(lines)
+        .wrap(Wrap { trim: false })
+        .scroll((u16::try_from(top).unwrap_or(u16::MAX), 0))
+        .block(Block::new().borders(Borders::ALL).title(title));
+    frame.render_widget(paragraph, area);
+}
+
+fn when(app: &App, at: tincan_wire::UnixMillis) -> String {
+    if app.local_time { format::time(at) } else { format::time_in(at, &chrono::Utc) }
+}
+
+fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let prompt = match app.current() {
+        Some(c) => format!(" to {} ", c.username),
+        None => " username to chat with ".to_owned(),
+    };
+    let text = app.input.text();
+    // Scroll the line so the cursor stays visible.
+    let before: String = text.chars().take(app.input.cursor()).collect();
+    let inner = area.width.saturating_sub(2) as usize;
+    let cursor_col = before.width();
+    let skip = cursor_col.saturating_sub(inner.saturating_sub(1));
+    let shown: String = {
+        let mut acc = 0;
+        text.chars()
+            .skip_while(|c| {
+                let keep = acc >= skip;
+                acc += c.to_string().width();
+                !keep
+            })
+            .collect()
+    };
+    frame.render_widget(
+        Paragraph::new(shown).block(Block::new().borders(Borders::ALL).title(prompt)),
+        area,
+    );
+    let x = area.x + 1 + u16::try_from(cursor_col - skip).unwrap_or(0);
+    frame.set_cursor_position((x.min(area.right().saturating_sub(2)), area.y + 1));
+}
+
+fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let line = match &app.notice {
+        Some((Level::Warning, text)) => Line::styled(
+            format!(" {text}"),
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ),
+        Some((Level::Info, text)) => Line::raw(format!(" {text}")),
+        None => Line::raw(""),
+    };
+    // The notice has the line; who and where are shown when there is nothing to say.
+    let line = if app.notice.is_some() {
+        line
+    } else {
+        Line::styled(
+            format!(" {} @ {} · {}", app.me, app.profile, app.phonebook),
+            Style::new().fg(Color::DarkGray),
+        )
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+#[cfg(test)]
+mod tests {
+    //! Snapshot tests: the screen rendered into ratatui's `TestBackend`, compared with
+    //! `tests/snapshots/NAME.txt`. `UPDATE_SNAPSHOTS=1 cargo test` rewrites them after a
+    //! deliberate change; review the diff.
+
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use tincan_store::{Contact, ContactKind, ConversationId, Direction, LogEntry, Status};
+    use tincan_wire::{MessageId, PeerIdBytes, Seq, Text, UnixMillis, Username};
+
+    use super::*;
+
+    fn contact(name: &str, n: u8, kind: ContactKind) -> Contact {
+        Contact {
+            conversation: ConversationId([n; 16]),
+            kind,
+            username: Username::new(name).unwrap(),
+            peer_id: PeerIdBytes::new(&[0, 36, 8, 1, 18, 32, n]).unwrap(),
+            first_seen: UnixMillis(0),
+            verified: false,
+            blocked: false,
+            pending_peer_id: None,
+            key_changes: Vec::new(),
+            last_sent_seq: 0,
+            next_expected_seq: 1,
+            log_len: 0,
+            unread: 0,
+            addrs: Vec::new(),
+        }
+    }
+
+    fn entry(n: u64, direction: Direction, text: &str, status: Status) -> LogEntry {
+        LogEntry {
+            position: n,
+            direction,
+            id: MessageId([n as u8; 16]),
+            seq: Seq::new(n + 1).unwrap(),
+            // 2025-11-26 14:00 UTC, a minute apart.
+            sent_at: UnixMillis(1_764_165_600_000 + n * 60_000),
+            stored_at: UnixMillis(0),
+            status,
+            text: Text::new(text).unwrap(),
+            claimed_from: None,
+            missing_before: 0,
+            late: false,
+        }
+    }
+
+    fn app() -> App {
+        let mut app =
+            App::new(Username::new("alice").unwrap(), "default".into(), "local phonebook".into());
+        app.local_time = false;
+        let mut bob = contact("bob", 1, ContactKind::Contact);
+        bob.verified = true;
+        let mut carol = contact("carol", 2, ContactKind::Contact);
+        carol.unread = 3;
+        app.set_contacts(vec![carol, bob, contact("mallory", 3, ContactKind::Request)]);
+        app.online.insert(Username::new("bob").unwrap());
+        app
+    }
+
+    fn render(app: &App, width: u16, height: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal.draw(|f| draw(f, app)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        let mut out = String::new();
+        for y in 0..height {
+            let line: String = (0..width).map(|x| buffer[(x, y)].symbol().to_owned()).collect();
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    #[track_caller]
+    fn check(name: &str, actual: &str) {
+        let path = format!("{}/tests/snapshots/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(&path, actual).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("{path} is missing; run with UPDATE_SNAPSHOTS=1"));
+        assert_eq!(actual, expected, "the screen differs from {path}");
+    }
+
+    #[test]
+    fn nobody_chosen() {
+        check("nobody-chosen", &render(&app(), 80, 16));
+    }
+
+    #[test]
+    fn a_conversation_with_every_mark() {
+        let mut app = app();
+        let conv = ConversationId([1; 16]);
+        let mut gap = entry(4, Direction::Incoming, "did you get my last two?", Status::Received);
+        gap.missing_before = 2;
+        app.show(
+            conv,
+            vec![
+                entry(0, Direction::Incoming, "hi alice", Status::Received),
+                entry(
+                    1,
+                    Direction::Outgoing,
+                    "hello bob, delivered",
+                    Status::Delivered { at: UnixMillis(0) },
+                ),
+                entry(2, Direction::Outgoing, "sent, not yet acknowledged", Status::Sent),
+                entry(3, Direction::Outgoing, "still queued", Status::Queued),
+                gap,
+                entry(
+                    5,
+                    Direction::Outgoing,
+                    "refused",
+                    Status::Failed { code: 6, reason: "blocked".into() },
+                ),
+            ],
+        );
+        for c in "typing a reply".chars() {
+            app.input.insert(c);
+        }
+        check("conversation", &render(&app, 80, 16));
+    }
+
+    #[test]
+    fn a_changed_key_is_impossible_to_miss() {
+        let mut app = app();
+        let conv = ConversationId([1; 16]);
+        let mut contacts = app.contacts.clone();
+        for c in &mut contacts {
+            if c.conversation == conv {
+                c.pending_peer_id = Some(PeerIdBytes::new(&[0, 36, 8, 1, 18, 32, 9]).unwrap());
+            }
+        }
+        app.set_contacts(contacts);
+        app.show(conv, vec![entry(0, Direction::Incoming, "hi", Status::Received)]);
+        check("key-changed", &render(&app, 80, 12));
+    }
+
+    #[test]
+    fn a_message_request() {
+        let mut app = app();
+        app.show(
+            ConversationId([3; 16]),
+            vec![entry(0, Direction::Incoming, "I am totally bob", Status::Received)],
+        );
+        check("request", &render(&app, 80, 12));
+    }
+
+    #[test]
+    fn help_and_a_small_terminal() {
+        let mut app = app();
+        for c in "/help".chars() {
+            app.input.insert(c);
+        }
+        app.on_key(ratatui::crossterm::event::KeyEvent::from(
+            ratatui::crossterm::event::KeyCode::Enter,
+        ));
+        check("help", &render(&app, 100, 20));
+        check("small", &render(&app, 40, 10));
+    }
+}
