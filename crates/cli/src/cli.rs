@@ -18,7 +18,8 @@ use clap::{Args, Parser, Subcommand};
 ///     terminal 2:  tincan --profile bob        then type:  /chat alice
 ///
 /// Exit codes: 0 ok (for `send`: delivered); 1 error; 2 bad arguments; 3 wrong password or
-/// locked identity; 4 `send`: queued but not delivered yet; 5 `send`: refused by the recipient.
+/// locked identity; 4 `send`: queued but not delivered yet; 5 `send`: refused by the recipient;
+/// 6 `doctor`: others cannot reach you.
 #[derive(Parser, Debug)]
 #[command(name = "tincan", version, verbatim_doc_comment, propagate_version = true)]
 pub struct Cli {
@@ -164,6 +165,19 @@ pub enum Command {
         /// Write to this file instead of stdout (created with mode 0600).
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
+    },
+    /// Check whether others can reach you, and say what to do if they cannot.
+    ///
+    /// Starts your node, asks the phonebook for its relay, has the relay probe whether your
+    /// addresses can be dialled from outside, and takes a reservation if they cannot. Exit
+    /// codes: 0 others can reach you (directly, or through the relay); 6 they cannot.
+    Doctor {
+        /// Seconds to wait for the probes.
+        #[arg(long, default_value_t = 20)]
+        wait: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a bot.
     Bot {

@@ -535,3 +535,299 @@ pub async fn echo_bot(profile: &Profile, global: &Global) -> anyhow::Result<()> 
     session.stop().await;
     Ok(())
 }
+
+/// `doctor`: whether others can reach us, and what to do if they cannot. Returns the exit code.
+pub async fn doctor(
+    profile: &Profile,
+    global: &Global,
+    wait: u64,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let me = unlocked.username.clone();
+    // Probe at once and often: this is all the command is for.
+    let mut profile = profile.clone();
+    profile.nat.probe_delay = Duration::from_millis(500);
+    profile.nat.probe_interval = Duration::from_secs(2);
+    let session = Session::start(&profile, unlocked).await?;
+    let node = session.node.clone();
+    let phonebook = tincan_phonebook::Client::new(&session.phonebook_url)?;
+    let info = phonebook.info().await;
+    let relay = match &info {
+        Ok(_) => phonebook.relay().await.ok().flatten(),
+        Err(_) => None,
+    };
+    if !json {
+        eprintln!("Checking how others reach {me} (up to {wait} s)…");
+    }
+    // Wait until the probes settle: reachability known and, behind NAT, a reservation held
+    // or refused.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.max(1));
+    let mut events = node.subscribe();
+    let settled = |report: &tincan_node::NatReport| match (&report.reachability, &report.relay) {
+        // One dial-back that succeeded proves it.
+        (tincan_node::Reachability::Public(_), _) => true,
+        (tincan_node::Reachability::Private, Some(r)) => r.reserved || r.last_error.is_some(),
+        (tincan_node::Reachability::Private, None) => true,
+        (tincan_node::Reachability::Unknown, _) => false,
+    };
+    let mut published = None;
+    while relay.is_some() && !settled(&node.nat()) {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(Event::Published { addrs, .. })) => published = Some(addrs),
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    let report = node.nat();
+    // Publish what we found, so that the phonebook has the relayed address too.
+    node.republish();
+    if let Ok(Ok(Event::Published { addrs, .. })) =
+        tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                match events.recv().await {
+                    Ok(Event::Published { addrs, .. }) => {
+                        return Ok(Event::Published { phonebook: String::new(), addrs });
+                    }
+                    Err(e) => return Err(e),
+                    _ => {}
+                }
+            }
+        })
+        .await
+    {
+        published = Some(addrs);
+    }
+    let listen: Vec<String> = node.listen_addrs().iter().map(|a| a.to_string()).collect();
+    session.stop().await;
+
+    let diagnosis = diagnose(&report, info.is_ok(), relay.is_some(), profile.phonebook.is_none());
+    if json {
+        let reachability = match &report.reachability {
+            tincan_node::Reachability::Unknown => json!("unknown"),
+            tincan_node::Reachability::Private => json!("private"),
+            tincan_node::Reachability::Public(a) => json!({"public": a.to_string()}),
+        };
+        say(serde_json::to_string_pretty(&json!({
+            "username": me,
+            "phonebook": {"url": &session_url(&profile), "reachable": info.is_ok(),
+                          "error": info.as_ref().err().map(|e| e.to_string())},
+            "relay": relay.as_ref().map(|r| json!({"peer_id": r.peer_id, "addrs": r.addrs,
+                          "max_circuit_secs": r.max_circuit_secs, "max_circuit_bytes": r.max_circuit_bytes})),
+            "reachability": reachability,
+            "confidence": report.confidence,
+            "reservation": report.relay.as_ref().map(|r| json!({"held": r.reserved, "error": r.last_error})),
+            "listening": listen,
+            "published": published.map(|a| a.iter().map(|a| a.to_string()).collect::<Vec<_>>()),
+            "reachable": diagnosis.reachable,
+            "advice": diagnosis.advice,
+        }))?);
+    } else {
+        let url = session_url(&profile);
+        match &info {
+            Ok(info) => say(format!("Phonebook     {url} (tincan-phonebook {})", info.version)),
+            Err(e) => say(format!("Phonebook     {url}: UNREACHABLE ({e})")),
+        }
+        match &relay {
+            Some(r) => say(format!(
+                "Relay         {} ({} min, {} MiB per connection)",
+                r.addrs.first().map_or("(no address)", String::as_str),
+                r.max_circuit_secs / 60,
+                r.max_circuit_bytes >> 20
+            )),
+            None => say("Relay         none: the phonebook runs no relay"),
+        }
+        say(format!(
+            "Reachability  {}",
+            match &report.reachability {
+                tincan_node::Reachability::Public(a) => format!("public, dialable at {a}"),
+                tincan_node::Reachability::Private => {
+                    "behind NAT or a firewall: the relay could not dial you back".to_owned()
+                }
+                tincan_node::Reachability::Unknown => "not tested".to_owned(),
+            }
+        ));
+        if let Some(r) = &report.relay {
+            let held = match (&r.reserved, &r.last_error) {
+                (true, _) => "held: peers can reach you through the relay".to_owned(),
+                (false, Some(e)) => format!("NOT held: {e}"),
+                (false, None) => "not needed".to_owned(),
+            };
+            say(format!("Reservation   {held}"));
+        }
+        say(format!("Listening on  {}", listen.join(", ")));
+        if let Some(addrs) = &published {
+            let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+            say(format!("Published     {}", addrs.join(", ")));
+        }
+        say("");
+        for line in &diagnosis.advice {
+            say(line);
+        }
+    }
+    Ok(if diagnosis.reachable { 0 } else { 6 })
+}
+
+fn session_url(profile: &Profile) -> String {
+    match &profile.phonebook {
+        Some(url) => url.clone(),
+        None => crate::local::address().map(|a| format!("http://{a} (local)")).unwrap_or_default(),
+    }
+}
+
+/// What `doctor` concludes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// Others can reach us, directly or through the relay.
+    pub reachable: bool,
+    /// What it means and what to do, in sentences.
+    pub advice: Vec<String>,
+}
+
+/// Turns a NAT report into advice.
+pub fn diagnose(
+    report: &tincan_node::NatReport,
+    phonebook_ok: bool,
+    relay_known: bool,
+    local: bool,
+) -> Diagnosis {
+    use tincan_node::Reachability;
+    let reserved = report.relay.as_ref().is_some_and(|r| r.reserved);
+    let forward = "To be reachable directly, forward a TCP and a UDP port on your router to this \
+                   computer and listen on them: `--listen /ip4/0.0.0.0/tcp/PORT --listen \
+                   /ip4/0.0.0.0/udp/PORT/quic-v1` (or `listen = [...]` in the configuration).";
+    let (reachable, advice) = if !phonebook_ok {
+        (
+            false,
+            vec![
+                "The phonebook cannot be reached, so nobody can look you up. Check its URL \
+                 (--phonebook), your network, or ask its operator."
+                    .to_owned(),
+            ],
+        )
+    } else if local {
+        (
+            true,
+            vec![
+                "You use the local phonebook: profiles on this computer can reach you, nobody \
+                 else. To talk across computers, set a shared phonebook with --phonebook URL."
+                    .to_owned(),
+            ],
+        )
+    } else {
+        match (&report.reachability, reserved) {
+            (Reachability::Public(_), _) => {
+                (true, vec!["Others can dial you directly. Nothing to do.".to_owned()])
+            }
+            (_, true) => (
+                true,
+                vec![
+                    "Others reach you through the relay. It carries only encrypted bytes, but \
+                     sees who talks to whom and when. tincan then tries to open a direct \
+                     connection (hole punching), which works with most home routers."
+                        .to_owned(),
+                    forward.to_owned(),
+                ],
+            ),
+            (Reachability::Private, false) if relay_known => (
+                false,
+                vec![
+                    "You are behind NAT and hold no reservation at the relay: peers cannot \
+                     reach you until you do. The relay may be down or full; tincan keeps \
+                     trying every 30 s while it runs."
+                        .to_owned(),
+                    forward.to_owned(),
+                ],
+            ),
+            (Reachability::Private, false) => (
+                false,
+                vec![
+                    "You are behind NAT, and the phonebook runs no relay: peers behind NAT \
+                     cannot reach you. Ask its operator to start it with --relay."
+                        .to_owned(),
+                    forward.to_owned(),
+                ],
+            ),
+            (Reachability::Unknown, false) if relay_known => (
+                false,
+                vec![
+                    "The relay did not answer in time, so reachability is unknown. Try again \
+                     with a longer --wait."
+                        .to_owned(),
+                ],
+            ),
+            (Reachability::Unknown, false) => (
+                false,
+                vec![
+                    "The phonebook runs no relay, so tincan cannot test whether you are \
+                     reachable, and peers behind NAT cannot reach you through it. Ask its \
+                     operator to start it with --relay."
+                        .to_owned(),
+                    forward.to_owned(),
+                ],
+            ),
+        }
+    };
+    Diagnosis { reachable, advice }
+}
+
+#[cfg(test)]
+mod doctor_tests {
+    use tincan_node::{NatReport, Reachability, RelayState};
+
+    use super::diagnose;
+
+    fn report(reachability: Reachability, reserved: Option<bool>) -> NatReport {
+        NatReport {
+            reachability,
+            confidence: 1,
+            relay: reserved.map(|reserved| RelayState {
+                peer_id: libp2p_identity::PeerId::random(),
+                addr: "/ip4/198.18.0.1/tcp/4001".parse().unwrap(),
+                reserved,
+                last_error: (!reserved).then(|| "relay down".to_owned()),
+            }),
+        }
+    }
+
+    #[test]
+    fn every_situation_gets_a_verdict_and_advice() {
+        let public = Reachability::Public("/ip4/198.18.0.21/tcp/4001".parse().unwrap());
+        let cases = [
+            (report(public.clone(), Some(false)), true, true, false, true, "directly"),
+            (
+                report(Reachability::Private, Some(true)),
+                true,
+                true,
+                false,
+                true,
+                "through the relay",
+            ),
+            (
+                report(Reachability::Private, Some(false)),
+                true,
+                true,
+                false,
+                false,
+                "no reservation",
+            ),
+            (report(Reachability::Private, None), true, false, false, false, "runs no relay"),
+            (report(Reachability::Unknown, None), true, false, false, false, "cannot test"),
+            (
+                report(Reachability::Unknown, Some(false)),
+                true,
+                true,
+                false,
+                false,
+                "did not answer",
+            ),
+            (report(public, None), false, false, false, false, "cannot be reached"),
+            (report(Reachability::Unknown, None), true, false, true, true, "local phonebook"),
+        ];
+        for (report, phonebook, relay, local, reachable, says) in cases {
+            let d = diagnose(&report, phonebook, relay, local);
+            assert_eq!(d.reachable, reachable, "{report:?}");
+            assert!(d.advice[0].contains(says), "{report:?}: {:?}", d.advice);
+        }
+    }
+}

@@ -15,6 +15,8 @@ pub const LOCAL_PHONEBOOK: &str = "127.0.0.1:7878";
 /// ```toml
 /// phonebook = "https://phonebook.example.org"
 /// listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+/// relay = "auto"        # or "always", "never": a reservation at the phonebook's relay
+/// hole_punch = true     # false: never show peers your IP address; stay on the relay
 ///
 /// [profiles.work]
 /// phonebook = "https://phonebook.work.example"
@@ -36,6 +38,10 @@ pub struct Settings {
     pub phonebook: Option<String>,
     /// Listen addresses.
     pub listen: Option<Vec<String>>,
+    /// When to hold a reservation at the phonebook's relay: "auto", "always" or "never".
+    pub relay: Option<String>,
+    /// Whether to upgrade relayed connections to direct ones by hole punching.
+    pub hole_punch: Option<bool>,
 }
 
 /// Where a profile lives and how it connects, with command-line options applied over the
@@ -52,6 +58,8 @@ pub struct Profile {
     pub phonebook: Option<String>,
     /// Listen addresses (empty: the defaults).
     pub listen: Vec<String>,
+    /// How we stay reachable behind NAT.
+    pub nat: tincan_node::NatConfig,
 }
 
 impl Profile {
@@ -93,7 +101,18 @@ impl Profile {
         } else {
             global.listen.clone()
         };
-        Ok(Profile { dir: data_dir.join(&name), name, data_dir, phonebook, listen })
+        let relay = match over.relay.or(file.defaults.relay).as_deref() {
+            None | Some("auto") => tincan_node::RelayPolicy::Auto,
+            Some("always") => tincan_node::RelayPolicy::Always,
+            Some("never") => tincan_node::RelayPolicy::Never,
+            Some(other) => bail!("relay = {other:?} in the configuration: auto, always or never"),
+        };
+        let nat = tincan_node::NatConfig {
+            relay,
+            hole_punch: over.hole_punch.or(file.defaults.hole_punch).unwrap_or(true),
+            ..tincan_node::NatConfig::default()
+        };
+        Ok(Profile { dir: data_dir.join(&name), name, data_dir, phonebook, listen, nat })
     }
 
     /// The identity key file.

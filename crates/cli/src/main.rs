@@ -83,6 +83,9 @@ fn run(args: Cli) -> anyhow::Result<i32> {
                     .await
                     .map(|()| 0)
             }
+            Some(Command::Doctor { wait, json }) => {
+                commands::doctor(&profile, &global, wait, json).await
+            }
             Some(Command::Bot { bot: Bot::Echo }) => {
                 commands::echo_bot(&profile, &global).await.map(|()| 0)
             }

@@ -39,6 +39,7 @@ impl Session {
         }
         config.phonebooks =
             vec![tincan_phonebook::Client::new(&url).with_context(|| format!("phonebook {url}"))?];
+        config.nat = profile.nat.clone();
         if local {
             // The local phonebook keeps records for 60 s: publish often enough.
             config.presence_ttl = std::time::Duration::from_secs(60);

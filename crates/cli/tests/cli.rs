@@ -170,3 +170,34 @@ fn send_exit_codes_tell_queued_delivered_and_failed_apart() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no such user"), "{}", stderr(&out));
 }
+
+/// `doctor` against a phonebook with a relay (on loopback the relay can dial us back: public),
+/// and against one without (reachability cannot be tested: exit 6, with advice).
+#[test]
+fn doctor_reports_reachability_and_advice() {
+    let world = World::new();
+    let relay = ["--relay", "--relay-listen", "/ip4/127.0.0.1/tcp/0", "--relay-probe-private"];
+    let pb = Phonebook::start_with(&world.dir.path().join("pb"), &relay);
+    let plain = Phonebook::start(&world.dir.path().join("pb2"));
+    world.init("alice", &["--phonebook", &pb.url]);
+    let listen = ["--listen", "/ip4/127.0.0.1/tcp/0"];
+
+    let out =
+        world.run("alice", &["--phonebook", &pb.url, listen[0], listen[1], "doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(
+        report["reachability"]["public"].as_str().unwrap().starts_with("/ip4/127.0.0.1/tcp/"),
+        "{report}"
+    );
+    assert_eq!(report["reachable"], true, "{report}");
+    assert!(report["relay"]["peer_id"].is_string(), "{report}");
+    assert!(report["advice"][0].as_str().unwrap().contains("directly"), "{report}");
+
+    let out = world.run("alice", &["--phonebook", &plain.url, listen[0], listen[1], "doctor"]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Relay         none"), "{text}");
+    assert!(text.contains("Reachability  not tested"), "{text}");
+    assert!(text.contains("--relay"), "the advice names the fix: {text}");
+}

@@ -5,6 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // A benchmark binary: fail loudly, print a table.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/common/netns.rs"]
+mod netns;
+
 use std::io;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -72,8 +77,17 @@ fn main() {
         bare / 1024
     ));
 
+    let nat_rows = match netns::unavailable() {
+        None => nat_paths(),
+        Some(why) => vec![format!("| (f) paths across NAT: SKIPPED, {why} | | | |")],
+    };
+    rows.extend(nat_rows);
+
     println!();
     println!("tincan-node benchmark: two nodes on 127.0.0.1, durable stores on both sides");
+    println!(
+        "(f): peers in network namespaces behind masquerading routers, see tests/common/netns.rs"
+    );
     println!();
     println!("| measurement | tincan | baseline | ratio |");
     println!("|---|---|---|---|");
@@ -272,6 +286,111 @@ fn rss_kib(pid: u32) -> u64 {
         .trim()
         .parse()
         .unwrap()
+}
+
+// ---- paths across NAT ----------------------------------------------------------------------
+
+const NAT_N: u64 = 5_000;
+const NAT_LATENCY_N: usize = 300;
+
+/// (f): one sender behind NAT, three receivers reached three ways, in one topology: carol on a
+/// public host (direct), bob behind the other NAT with hole punching off (relayed), dave beside
+/// him with it on (punched). The direct row is the baseline.
+fn nat_paths() -> Vec<String> {
+    use common::{Peer, Phonebook};
+    use serde_json::json;
+
+    let net = netns::Net::build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start_in(&net.ns("pub"), &netns::phonebook_args(&dir.path().join("pb")));
+    let peer = |role: &str, name: &str, extra: &[&str]| {
+        let mut args: Vec<String> =
+            ["--listen", "/ip4/0.0.0.0/tcp/0", "--phonebook", &pb.url, "--probe-ms", "500"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Peer::start_in(Some(&net.ns(role)), &dir.path().join(name), name, &args)
+    };
+    let mut alice = peer("a", "alice", &[]);
+    let carol = peer("c", "carol", &[]);
+    let mut bob = peer("b", "bob", &["--no-hole-punch"]);
+    let mut dave = peer("b", "dave", &[]);
+    for p in [&mut alice, &mut bob, &mut dave] {
+        // Until the relayed address is published, a NATed peer cannot be reached.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            p.command(json!({"nat": true}));
+            let reserved = p.wait(Duration::from_secs(5), |v| {
+                v.get("nat").map(|n| n.pointer("/relay/reserved") == Some(&json!(true)))
+            });
+            if reserved {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{}: no reservation", p.name);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        p.command(json!({"republish": true}));
+        p.wait(Duration::from_secs(10), |v| v.pointer("/published/addrs").map(|_| ()));
+    }
+
+    let mut rows = Vec::new();
+    let mut baseline = None;
+    for (to, want) in [("carol", "direct"), ("bob", "relayed"), ("dave", "punched")] {
+        // Warm up until the path is the one measured.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            nat_round_trip(&mut alice, to);
+            alice.command(json!({"path": to}));
+            let path = alice.wait(Duration::from_secs(5), |v| v.pointer("/path/path").cloned());
+            if path == want {
+                break;
+            }
+            assert!(Instant::now() < deadline, "alice → {to}: path {path}, not {want}");
+        }
+        let mut latencies: Vec<Duration> =
+            (0..NAT_LATENCY_N).map(|_| nat_round_trip(&mut alice, to)).collect();
+        latencies.sort();
+        let started = Instant::now();
+        alice.command(
+            json!({"send_many": {"to": to, "prefix": "bulk ", "count": NAT_N, "parallel": WINDOW}}),
+        );
+        let mut delivered = 0;
+        alice.wait(Duration::from_secs(300), |v| {
+            if v.pointer("/status/status") == Some(&json!("delivered")) {
+                delivered += 1;
+            }
+            (delivered == NAT_N).then_some(())
+        });
+        let rate = NAT_N as f64 / started.elapsed().as_secs_f64();
+        let (p50, p99) = (latencies[NAT_LATENCY_N / 2], latencies[NAT_LATENCY_N * 99 / 100]);
+        let (base_rate, base_p50, base_p99) = *baseline.get_or_insert((rate, p50, p99));
+        rows.push(format!(
+            "| (f) {want}: delivered msgs/s, {WINDOW} senders, NAT → {} | {rate:.0} | {base_rate:.0} (direct) | {:.2} |",
+            if want == "direct" { "public host" } else { "NAT" },
+            rate / base_rate
+        ));
+        rows.push(format!(
+            "| (f) {want}: send → delivered p50 / p99, one at a time | {} / {} | {} / {} (direct) | p50 {:+.2} ms |",
+            ms(p50), ms(p99), ms(base_p50), ms(base_p99),
+            (p50.as_secs_f64() - base_p50.as_secs_f64()) * 1000.0
+        ));
+    }
+    drop((alice, bob, carol, dave, pb));
+    rows
+}
+
+/// Sends one message and waits for its delivery; returns the time taken.
+fn nat_round_trip(from: &mut common::Peer, to: &str) -> Duration {
+    use serde_json::json;
+    let started = Instant::now();
+    from.command(json!({"send": {"to": to, "text": "x".repeat(TEXT)}}));
+    let id = from.wait(Duration::from_secs(10), |v| v.pointer("/queued/id").cloned());
+    from.wait(Duration::from_secs(60), |v| {
+        (v.pointer("/status/id")? == &id && v.pointer("/status/status")? == "delivered")
+            .then_some(())
+    });
+    started.elapsed()
 }
 
 fn ms(d: Duration) -> String {

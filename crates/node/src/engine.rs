@@ -13,8 +13,8 @@ use libp2p::request_response::{
 };
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, Swarm, allow_block_list, connection_limits, identify, noise, ping, tcp,
-    yamux,
+    Multiaddr, PeerId, Swarm, allow_block_list, autonat, connection_limits, dcutr, identify, noise,
+    ping, relay, tcp, yamux,
 };
 use tincan_identity::Identity;
 use tincan_phonebook::Found;
@@ -29,7 +29,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::codec::{Codec, Inbound, PROTOCOL};
 use crate::delivery::{Hold, Outgoing, Queued, Settled};
 use crate::guard::{Admit, Guard};
-use crate::node::{Config, Event, Shared, StartError, now, peer_bytes};
+use crate::nat::{self, Paths, Reservation};
+use crate::node::{
+    Config, Event, NatReport, Reachability, RelayPolicy, RelayState, Shared, StartError, now,
+    peer_bytes,
+};
 
 /// Outbox entries loaded into memory per conversation at a time.
 const LOAD: usize = 512;
@@ -80,6 +84,8 @@ enum Internal {
         known: Known,
     },
     Rescanned(Vec<ConversationId>),
+    /// What the phonebooks say of their relay: `Ok(None)` when none runs one.
+    Relay(Result<Option<(PeerId, Multiaddr)>, String>),
 }
 
 #[derive(NetworkBehaviour)]
@@ -89,6 +95,9 @@ pub(crate) struct Behaviour {
     chat: request_response::Behaviour<Codec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
+    relay: relay::client::Behaviour,
+    dcutr: libp2p::swarm::behaviour::toggle::Toggle<dcutr::Behaviour>,
+    autonat: autonat::Behaviour,
 }
 
 /// What the engine remembers of a contact, to route inbound requests without a store read.
@@ -131,6 +140,8 @@ struct Engine {
     next_register: Option<Instant>,
     published: Vec<Multiaddr>,
     next_rescan: Instant,
+    paths: Paths,
+    reservation: Reservation,
 }
 
 /// The engine thread's body: builds the swarm, reports readiness, runs until shutdown.
@@ -175,12 +186,26 @@ fn build_swarm(identity: &Identity, config: &Config) -> Result<Swarm<Behaviour>,
         .with_request_timeout(config.request_timeout)
         .with_max_concurrent_streams(max_streams);
     let idle = config.idle_timeout;
+    let nat = config.nat.clone();
+    let autonat_config = autonat::Config {
+        boot_delay: nat.probe_delay,
+        retry_interval: nat.probe_interval,
+        refresh_interval: nat.probe_refresh,
+        // Only the relay, which the phonebook's operator runs, probes us; and we probe no one
+        // for others: a peer must not make us dial addresses of its choosing.
+        use_connected: false,
+        throttle_clients_global_max: 0,
+        throttle_clients_peer_max: 0,
+        ..autonat::Config::default()
+    };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(identity.libp2p_keypair())
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
         .map_err(|e| transport_error(&e))?
         .with_quic()
-        .with_behaviour(|key| Behaviour {
+        .with_relay_client(noise::Config::new, yamux_config)
+        .map_err(|e| transport_error(&e))?
+        .with_behaviour(|key, relay_client| Behaviour {
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established_incoming(Some(limits.max_incoming_connections))
@@ -198,6 +223,9 @@ fn build_swarm(identity: &Identity, config: &Config) -> Result<Swarm<Behaviour>,
                     .with_agent_version(format!("tincan/{}", env!("CARGO_PKG_VERSION"))),
             ),
             ping: ping::Behaviour::new(ping::Config::new()),
+            relay: relay_client,
+            dcutr: nat.hole_punch.then(|| dcutr::Behaviour::new(key.public().to_peer_id())).into(),
+            autonat: autonat::Behaviour::new(key.public().to_peer_id(), autonat_config),
         })
         .map_err(|e| transport_error(&e))?
         .with_swarm_config(|c| {
@@ -270,6 +298,8 @@ impl Engine {
             next_register: Some(now),
             published: Vec::new(),
             next_rescan: now,
+            paths: Paths::default(),
+            reservation: Reservation::new(now),
         })
     }
 
@@ -579,6 +609,14 @@ impl Engine {
         if dial_failed {
             // The addresses may be stale: ask the phonebook again.
             self.lookup(conv);
+        } else if matches!(error, OutboundFailure::ConnectionClosed)
+            && let Some(c) = self.convs.get_mut(&conv)
+            && self.swarm.is_connected(&c.peer)
+        {
+            // Another connection remains (a relayed one was just replaced by a direct one):
+            // send again at once.
+            c.out.connected(now);
+            self.pump(conv);
         }
     }
 
@@ -791,8 +829,48 @@ impl Engine {
             })) => {
                 self.on_identified(peer_id, info.listen_addrs);
             }
-            SwarmEvent::ConnectionEstablished { peer_id, num_established, .. } => {
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.on_relay(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            })) => {
+                match result {
+                    Ok(id) => {
+                        tracing::info!(peer = %remote_peer_id, "hole punch succeeded: direct connection");
+                        let changed = self.paths.punched(remote_peer_id, id);
+                        self.path_changed(remote_peer_id, changed.map(Some));
+                        self.drop_relayed(remote_peer_id);
+                    }
+                    // Not a delivery failure: messages keep flowing over the relayed connection.
+                    Err(error) => {
+                        tracing::info!(peer = %remote_peer_id, %error, "hole punch failed: staying on the relay")
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::StatusChanged {
+                new,
+                ..
+            })) => {
+                tracing::info!(status = ?new, "reachability changed");
+                self.nat_changed();
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(autonat::Event::OutboundProbe(_))) => {
+                // Confidence may have changed without the status.
+                self.nat_changed();
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
                 self.shared.connected.lock().unwrap_or_else(|e| e.into_inner()).insert(peer_id);
+                let changed = self.paths.established(peer_id, connection_id, endpoint.is_relayed());
+                self.path_changed(peer_id, changed.map(Some));
+                if !endpoint.is_relayed() {
+                    self.drop_relayed(peer_id);
+                }
                 if num_established.get() == 1
                     && let Some(Known { conv, username, .. }) = self.contacts.get(&peer_id).cloned()
                 {
@@ -803,7 +881,13 @@ impl Engine {
                     self.pump(conv);
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+                if let Some(changed) = self.paths.closed(peer_id, connection_id) {
+                    self.path_changed(peer_id, Some(changed));
+                }
+                if num_established != 0 {
+                    return;
+                }
                 self.shared.connected.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer_id);
                 self.guard.forget(&peer_id);
                 if let Some(known) = self.contacts.get(&peer_id) {
@@ -829,7 +913,193 @@ impl Engine {
                     .retain(|a| *a != address);
                 self.next_register = Some(Instant::now());
             }
+            SwarmEvent::ListenerClosed { listener_id, addresses, reason } => {
+                self.shared
+                    .listen_addrs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|a| !addresses.contains(a));
+                if !addresses.is_empty() {
+                    self.next_register = Some(Instant::now());
+                }
+                if self.reservation.listener == Some(listener_id) {
+                    let error = reason.err().map(|e| e.to_string());
+                    tracing::info!(?error, "relay reservation ended");
+                    self.reservation.closed(error, Instant::now(), rand::random::<f64>());
+                    self.nat_changed();
+                }
+            }
             _ => {}
+        }
+    }
+
+    // ---- NAT -----------------------------------------------------------------------------
+
+    fn on_relay(&mut self, event: relay::client::Event) {
+        match event {
+            relay::client::Event::ReservationReqAccepted { relay_peer_id, renewal, .. } => {
+                if !renewal {
+                    tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
+                }
+                self.reservation.accepted();
+                self.nat_changed();
+            }
+            relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
+                tracing::debug!(relay = %relay_peer_id, "relayed connection out");
+            }
+            relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
+                tracing::debug!(peer = %src_peer_id, "relayed connection in");
+            }
+        }
+    }
+
+    /// Reports a contact's new best path.
+    fn path_changed(&mut self, peer: PeerId, changed: Option<Option<crate::Path>>) {
+        let Some(path) = changed else { return };
+        {
+            let mut paths = self.shared.paths.lock().unwrap_or_else(|e| e.into_inner());
+            match path {
+                Some(path) => paths.insert(peer, path),
+                None => paths.remove(&peer),
+            };
+        }
+        if let Some(known) = self.contacts.get(&peer) {
+            let _ = self.shared.events.send(Event::Path {
+                username: known.username.clone(),
+                peer_id: peer,
+                path,
+            });
+        }
+    }
+
+    /// Closes relayed connections to `peer` once a direct one exists, so that requests (spread
+    /// over a peer's connections) stop going through the relay. Requests in flight on them are
+    /// sent again at once over the direct one (see `on_failure`).
+    fn drop_relayed(&mut self, peer: PeerId) {
+        for id in self.paths.redundant(&peer) {
+            self.swarm.close_connection(id);
+        }
+    }
+
+    /// Refreshes the shared NAT report and tells listeners if it changed.
+    fn nat_changed(&mut self) {
+        let autonat = &self.swarm.behaviour().autonat;
+        let reachability = match autonat.nat_status() {
+            autonat::NatStatus::Public(addr) => Reachability::Public(addr),
+            autonat::NatStatus::Private => Reachability::Private,
+            autonat::NatStatus::Unknown => Reachability::Unknown,
+        };
+        let report = NatReport {
+            reachability,
+            confidence: autonat.confidence(),
+            relay: self.reservation.relay.as_ref().map(|(peer_id, addr)| RelayState {
+                peer_id: *peer_id,
+                addr: addr.clone(),
+                reserved: self.reservation.reserved,
+                last_error: self.reservation.last_error.clone(),
+            }),
+        };
+        let mut shared = self.shared.nat.lock().unwrap_or_else(|e| e.into_inner());
+        if *shared != report {
+            *shared = report.clone();
+            drop(shared);
+            let _ = self.shared.events.send(Event::Nat(report));
+        }
+    }
+
+    /// Whether we want a reservation now.
+    fn want_reservation(&self) -> bool {
+        match self.config.nat.relay {
+            RelayPolicy::Never => false,
+            RelayPolicy::Always => true,
+            RelayPolicy::Auto => !self.swarm.behaviour().autonat.nat_status().is_public(),
+        }
+    }
+
+    /// Finds the relay, reserves at it or gives the reservation up, as due.
+    fn tend_reservation(&mut self, now: Instant) {
+        if self.config.nat.relay == RelayPolicy::Never || self.shared.phonebooks.is_empty() {
+            return;
+        }
+        // Ask again while none is known, and while reserving fails: the operator may have
+        // moved the relay or given it a new key.
+        let stuck = self.reservation.relay.is_none()
+            || (!self.reservation.reserved && self.reservation.last_error.is_some());
+        if stuck && !self.reservation.fetching && now >= self.reservation.next_fetch {
+            self.fetch_relay();
+        }
+        if self.reservation.relay.is_none() {
+            return;
+        }
+        let want = self.want_reservation();
+        match self.reservation.listener {
+            Some(listener) if !want => {
+                tracing::info!("publicly reachable: giving the relay reservation up");
+                self.swarm.remove_listener(listener);
+                self.reservation.listener = None;
+                self.reservation.reserved = false;
+                self.nat_changed();
+            }
+            None if want && now >= self.reservation.next_try => {
+                let Some(addr) = self.reservation.circuit_addr() else { return };
+                match self.swarm.listen_on(addr.clone()) {
+                    Ok(listener) => self.reservation.listener = Some(listener),
+                    Err(e) => {
+                        let error = format!("cannot listen on {addr}: {e}");
+                        self.reservation.closed(Some(error), now, rand::random::<f64>());
+                        self.nat_changed();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn fetch_relay(&mut self) {
+        self.reservation.fetching = true;
+        let phonebooks = self.shared.phonebooks.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let mut result = Err("no phonebook answered".to_owned());
+            for phonebook in &phonebooks {
+                match phonebook.relay().await {
+                    Ok(Some(info)) => {
+                        result = relay_addr(&info);
+                        if result.is_ok() {
+                            break;
+                        }
+                    }
+                    Ok(None) => result = Ok(None),
+                    Err(e) => result = Err(e.to_string()),
+                }
+            }
+            let _ = tx.send(Internal::Relay(result)).await;
+        });
+    }
+
+    fn on_relay_found(&mut self, result: Result<Option<(PeerId, Multiaddr)>, String>) {
+        self.reservation.fetching = false;
+        self.reservation.next_fetch = Instant::now() + nat::FETCH_INTERVAL;
+        match result {
+            Ok(Some((peer, addr))) => {
+                if self.reservation.relay.as_ref() == Some(&(peer, addr.clone())) {
+                    return;
+                }
+                tracing::info!(relay = %peer, %addr, "found the phonebook's relay");
+                if let Some((old, _)) = self.reservation.relay.take() {
+                    self.swarm.behaviour_mut().autonat.remove_server(&old);
+                }
+                if let Some(listener) = self.reservation.listener.take() {
+                    self.swarm.remove_listener(listener);
+                }
+                self.reservation.reserved = false;
+                self.swarm.behaviour_mut().autonat.add_server(peer, Some(addr.clone()));
+                self.reservation.relay = Some((peer, addr));
+                self.nat_changed();
+                self.tend_reservation(Instant::now());
+            }
+            Ok(None) => tracing::debug!("no phonebook runs a relay"),
+            Err(e) => tracing::debug!(error = %e, "asking for the relay failed"),
         }
     }
 
@@ -898,6 +1168,7 @@ impl Engine {
             Internal::Contact { peer, known } => {
                 self.contacts.insert(peer, known);
             }
+            Internal::Relay(result) => self.on_relay_found(result),
             Internal::Rescanned(convs) => {
                 for conv in convs {
                     if !self.convs.contains_key(&conv) {
@@ -937,6 +1208,7 @@ impl Engine {
         for conv in stale {
             self.lookup(conv);
         }
+        self.tend_reservation(now);
         if self.next_register.is_some_and(|t| t <= now) {
             self.publish();
         }
@@ -1069,6 +1341,27 @@ async fn sender(
         request: contact.kind == ContactKind::Request,
     };
     Ok((known, new))
+}
+
+/// The relay's PeerId and the address to reserve at: the first of its addresses that parses
+/// and names it.
+fn relay_addr(info: &tincan_phonebook::RelayInfo) -> Result<Option<(PeerId, Multiaddr)>, String> {
+    let peer: PeerId = info
+        .peer_id
+        .parse()
+        .map_err(|_| format!("the relay's PeerId {:?} is invalid", info.peer_id))?;
+    for addr in &info.addrs {
+        let Ok(addr) = addr.parse::<Multiaddr>() else { continue };
+        if nat::is_relayed(&addr) || !dialable(&addr) {
+            continue;
+        }
+        match addr.iter().last() {
+            Some(Protocol::P2p(p)) if p == peer => return Ok(Some((peer, addr))),
+            Some(Protocol::P2p(_)) => continue,
+            _ => return Ok(Some((peer, addr.with(Protocol::P2p(peer))))),
+        }
+    }
+    Err("the relay announces no usable address".into())
 }
 
 /// Adds `more` after `addrs`, without duplicates, keeping at most 8.

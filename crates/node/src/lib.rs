@@ -9,6 +9,11 @@
 //! different one later holds delivery until the user trusts it. [`Event`]s report what
 //! happens.
 //!
+//! Behind NAT, the node reserves a slot at the relay its phonebook announces, publishes the
+//! relayed address beside its direct ones, learns its reachability from AutoNAT probes, and
+//! upgrades relayed connections to direct ones by hole punching (DCUtR). [`Node::path`] tells
+//! how each peer is reached; [`Node::nat`] how we are.
+//!
 //! ```no_run
 //! # async fn demo(identity: tincan_identity::Identity, store: tincan_store::Store) -> Result<(), Box<dyn std::error::Error>> {
 //! use tincan_node::{Config, Node};
@@ -29,8 +34,12 @@ mod codec;
 pub mod delivery;
 mod engine;
 mod guard;
+mod nat;
 mod node;
 
 pub use codec::{Codec, Inbound, PROTOCOL};
 pub use guard::Limits;
-pub use node::{Config, Event, Node, SendError, Sent, StartError};
+pub use node::{
+    Config, Event, NatConfig, NatReport, Node, Path, Reachability, RelayPolicy, RelayState,
+    SendError, Sent, StartError,
+};

@@ -35,6 +35,112 @@ pub struct Config {
     pub lookup_interval: Duration,
     /// Limits on what peers may send us.
     pub limits: Limits,
+    /// How we stay reachable behind NAT: the phonebook's relay and AutoNAT probes.
+    pub nat: NatConfig,
+}
+
+/// How a node stays reachable behind NAT.
+#[derive(Clone, Debug)]
+pub struct NatConfig {
+    /// When to hold a reservation at the relay that a phonebook announces (`GET /relay`).
+    pub relay: RelayPolicy,
+    /// Whether to upgrade relayed connections to direct ones by hole punching (DCUtR). A
+    /// punched connection shows each side the other's public IP address; without it, peers
+    /// behind NAT only ever see the relay's.
+    pub hole_punch: bool,
+    /// How long after the relay is found the first reachability probe goes out.
+    pub probe_delay: Duration,
+    /// How often to probe while reachability is not settled.
+    pub probe_interval: Duration,
+    /// How often to probe again once it is.
+    pub probe_refresh: Duration,
+}
+
+impl Default for NatConfig {
+    fn default() -> NatConfig {
+        NatConfig {
+            relay: RelayPolicy::Auto,
+            hole_punch: true,
+            probe_delay: Duration::from_secs(2),
+            probe_interval: Duration::from_secs(30),
+            probe_refresh: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// When to hold a relay reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayPolicy {
+    /// Unless probes show we are publicly reachable: from the start (so that we are reachable
+    /// at once), and given up once a probe proves us public.
+    Auto,
+    /// Always, even when publicly reachable.
+    Always,
+    /// Never: peers that cannot dial us directly cannot reach us.
+    Never,
+}
+
+/// How a connection to a peer runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Path {
+    /// Straight to the peer, dialled by one side.
+    Direct,
+    /// Through the relay: it forwards the Noise-encrypted bytes.
+    Relayed,
+    /// Straight to the peer, through both NATs, after a hole punch (DCUtR).
+    Punched,
+}
+
+impl Path {
+    /// A short lowercase name: `direct`, `relayed`, `punched`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Direct => "direct",
+            Path::Relayed => "relayed",
+            Path::Punched => "punched",
+        }
+    }
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether others can dial us, as the relay's AutoNAT probes found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reachability {
+    /// Not probed yet (no relay known, or no answer yet).
+    Unknown,
+    /// Publicly reachable at this address.
+    Public(Multiaddr),
+    /// Not reachable from outside: behind NAT or a firewall.
+    Private,
+}
+
+/// What we know of our own reachability.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NatReport {
+    /// What the probes found.
+    pub reachability: Reachability,
+    /// How many probes in a row confirmed it (at most 3).
+    pub confidence: usize,
+    /// The relay, when a phonebook announces one.
+    pub relay: Option<RelayState>,
+}
+
+/// Our standing at the relay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayState {
+    /// The relay's PeerId.
+    pub peer_id: PeerId,
+    /// The address we reserve at.
+    pub addr: Multiaddr,
+    /// Whether we hold a reservation: peers can reach us through the relay.
+    pub reserved: bool,
+    /// Why the last reservation attempt failed, if it did.
+    pub last_error: Option<String>,
 }
 
 impl Config {
@@ -53,6 +159,7 @@ impl Config {
             request_timeout: Duration::from_secs(30),
             lookup_interval: Duration::from_secs(30),
             limits: Limits::default(),
+            nat: NatConfig::default(),
         }
     }
 }
@@ -123,6 +230,17 @@ pub enum Event {
         /// The addresses published.
         addrs: Vec<Multiaddr>,
     },
+    /// The best path to a contact's peer changed: `None` when the last connection closed.
+    Path {
+        /// The contact.
+        username: Username,
+        /// The peer.
+        peer_id: PeerId,
+        /// The path now.
+        path: Option<Path>,
+    },
+    /// What we know of our reachability changed (probes, relay reservation).
+    Nat(NatReport),
     /// A phonebook could not be reached or refused us.
     PhonebookError {
         /// The phonebook's URL.
@@ -201,6 +319,8 @@ pub(crate) struct Shared {
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) listen_addrs: Mutex<Vec<Multiaddr>>,
     pub(crate) connected: Mutex<std::collections::HashSet<PeerId>>,
+    pub(crate) paths: Mutex<std::collections::HashMap<PeerId, Path>>,
+    pub(crate) nat: Mutex<NatReport>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -243,6 +363,12 @@ impl Node {
             events,
             listen_addrs: Mutex::new(Vec::new()),
             connected: Mutex::new(Default::default()),
+            paths: Mutex::new(Default::default()),
+            nat: Mutex::new(NatReport {
+                reachability: Reachability::Unknown,
+                confidence: 0,
+                relay: None,
+            }),
             thread: Mutex::new(None),
         });
         let engine_shared = shared.clone();
@@ -281,6 +407,16 @@ impl Node {
     /// Whether we have a connection to `peer`.
     pub fn is_connected(&self, peer: &PeerId) -> bool {
         self.shared.connected.lock().unwrap_or_else(|e| e.into_inner()).contains(peer)
+    }
+
+    /// The best path to `peer` now, if connected: direct or punched beat relayed.
+    pub fn path(&self, peer: &PeerId) -> Option<Path> {
+        self.shared.paths.lock().unwrap_or_else(|e| e.into_inner()).get(peer).copied()
+    }
+
+    /// What we know of our reachability: probes, and our reservation at the relay.
+    pub fn nat(&self) -> NatReport {
+        self.shared.nat.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Events from now on.

@@ -93,6 +93,16 @@ impl Client {
         self.get_json(&format!("{}/info", self.base)).await
     }
 
+    /// The relay that runs beside the phonebook, if any. The relay needs no trust: it carries
+    /// only Noise-encrypted connections, authenticated end to end by the peers' own keys.
+    pub async fn relay(&self) -> Result<Option<crate::RelayInfo>, ClientError> {
+        match self.get_json(&format!("{}/relay", self.base)).await {
+            Ok(info) => Ok(Some(info)),
+            Err(ClientError::Refused { code, .. }) if code == "no-relay" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Publishes a record for `identity` under `username`, valid for `ttl` from `now`. The
     /// sequence number is `now` in ms; if the phonebook holds a higher one (a clock that went
     /// back), the record is signed again above it.

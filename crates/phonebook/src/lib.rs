@@ -23,6 +23,7 @@
 
 mod client;
 mod record;
+pub mod relay;
 pub mod server;
 
 #[cfg(any(test, fuzzing))]
@@ -33,3 +34,4 @@ pub use record::{
     Endpoint, MAX_ADDR_LEN, MAX_ADDRS, Record, RecordError, SignedDelete, SignedRecord,
     delete_payload, parse_addr, record_payload,
 };
+pub use relay::RelayInfo;

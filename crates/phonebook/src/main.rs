@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use tincan_phonebook::relay::{Relay, RelayConfig};
 use tincan_phonebook::server::{Config, Limits, Server};
 
 /// The tincan phonebook: maps usernames to signed addresses so peers can find each other.
@@ -18,6 +19,7 @@ use tincan_phonebook::server::{Config, Limits, Server};
 ///   tincan-phonebook                                   # 127.0.0.1:7878, data in ~/.local/share
 ///   tincan-phonebook --listen 0.0.0.0:7878 --data-dir /var/lib/tincan-phonebook
 ///   tincan-phonebook --no-directory --release-after-days 180
+///   tincan-phonebook --relay --relay-external /ip4/203.0.113.7/tcp/4001   # for peers behind NAT
 ///
 /// Serve it to the internet behind a TLS reverse proxy (see README.md, "Running a phonebook").
 #[derive(Parser, Debug)]
@@ -79,6 +81,46 @@ struct Args {
     #[arg(long)]
     trust_forwarded_for: bool,
 
+    /// Also run a circuit relay (libp2p relay v2) and AutoNAT server, for peers behind NAT, and
+    /// announce it at GET /relay. Its key is kept in the data directory (relay.key).
+    #[arg(long)]
+    relay: bool,
+
+    /// Where the relay listens (repeat for several) [default: /ip4/0.0.0.0/tcp/4001 and
+    /// /ip4/0.0.0.0/udp/4001/quic-v1].
+    #[arg(long, value_name = "MULTIADDR", requires = "relay")]
+    relay_listen: Vec<libp2p::Multiaddr>,
+
+    /// The relay's public addresses, to announce (repeat for several) [default: the addresses
+    /// it listens on, without loopback]. Set this behind port forwarding.
+    #[arg(long, value_name = "MULTIADDR", requires = "relay")]
+    relay_external: Vec<libp2p::Multiaddr>,
+
+    /// Relayed connections one peer may have at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    relay_max_circuits_per_peer: u32,
+
+    /// Relayed connections at once, in all.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    relay_max_circuits: u32,
+
+    /// Reservations (peers reachable through the relay) at once, in all.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    relay_max_reservations: u32,
+
+    /// Longest a relayed connection lasts, in seconds, before the peers must open another.
+    #[arg(long, default_value_t = 1800, value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    relay_circuit_secs: u64,
+
+    /// Most bytes a relayed connection carries each way, in MiB.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    relay_circuit_mib: u64,
+
+    /// Answer AutoNAT probes from peers at private addresses too. Only for private networks
+    /// and tests: on the internet it would let anyone make the relay dial private addresses.
+    #[arg(long, requires = "relay")]
+    relay_probe_private: bool,
+
     /// Log format (logs go to stderr; set the level with RUST_LOG, e.g. RUST_LOG=debug).
     #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -106,7 +148,7 @@ fn main() -> anyhow::Result<()> {
                 .context("no data directory: set --data-dir, HOME or XDG_DATA_HOME")?,
         })
     };
-    let config = Config {
+    let mut config = Config {
         data_dir: data_dir.clone(),
         presence_ttl: Duration::from_secs(args.presence_ttl),
         clock_skew: Duration::from_secs(120),
@@ -123,12 +165,45 @@ fn main() -> anyhow::Result<()> {
             write_burst: args.write_burst,
             trust_forwarded_for: args.trust_forwarded_for,
         },
+        relay: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
+        let _relay = if args.relay {
+            let defaults = RelayConfig::default();
+            let relay_config = RelayConfig {
+                listen: if args.relay_listen.is_empty() {
+                    defaults.listen
+                } else {
+                    args.relay_listen
+                },
+                external: args.relay_external,
+                max_reservations: args.relay_max_reservations as usize,
+                max_reservations_per_peer: defaults.max_reservations_per_peer,
+                max_circuits: args.relay_max_circuits as usize,
+                max_circuits_per_peer: args.relay_max_circuits_per_peer as usize,
+                max_circuit_duration: Duration::from_secs(args.relay_circuit_secs),
+                max_circuit_bytes: args.relay_circuit_mib << 20,
+                probe_private_addresses: args.relay_probe_private,
+            };
+            let key_file = data_dir.as_ref().map(|d| d.join("relay.key"));
+            let relay = Relay::start(key_file.as_deref(), relay_config)
+                .await
+                .context("starting the relay")?;
+            let info = relay.info();
+            // Tests and scripts read this line to learn the relay's address.
+            #[allow(clippy::print_stdout)]
+            {
+                println!("relay {}", info.addrs.join(" "));
+            }
+            config.relay = Some(info);
+            Some(relay)
+        } else {
+            None
+        };
         let server = Server::new(config).with_context(|| match &data_dir {
             Some(dir) => format!("opening the bindings in {}", dir.display()),
             None => "starting".to_owned(),

@@ -427,6 +427,38 @@ async fn slowloris_gets_nowhere() {
 }
 
 #[tokio::test]
+async fn the_relay_is_announced_and_keeps_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = Phonebook::start(dir.path(), &[]);
+    assert_eq!(plain.client().relay().await.unwrap(), None, "no relay without --relay");
+    let raw = reqwest::get(format!("{}/relay", plain.url())).await.unwrap();
+    assert_eq!(raw.status(), StatusCode::NOT_FOUND);
+    assert_eq!(code(&raw.json().await.unwrap()), "no-relay");
+    drop(plain);
+
+    let flags =
+        ["--relay", "--relay-listen", "/ip4/127.0.0.1/tcp/0", "--relay-max-circuits-per-peer", "3"];
+    let pb = Phonebook::start(dir.path(), &flags);
+    let info = pb.client().relay().await.unwrap().expect("a relay");
+    assert_eq!(info.addrs.len(), 1);
+    assert!(info.addrs[0].starts_with("/ip4/127.0.0.1/tcp/"), "{info:?}");
+    assert!(info.addrs[0].ends_with(&format!("/p2p/{}", info.peer_id)), "{info:?}");
+    assert_eq!((info.max_circuit_secs, info.max_circuit_bytes), (1800, 16 << 20));
+    assert_eq!((info.max_circuits_per_peer, info.max_reservations_per_peer), (3, 2));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("relay.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    drop(pb);
+
+    // The relay's PeerId survives a restart, so relayed addresses in records stay valid.
+    let again = Phonebook::start(dir.path(), &flags);
+    assert_eq!(again.client().relay().await.unwrap().unwrap().peer_id, info.peer_id);
+}
+
+#[tokio::test]
 async fn health_info_metrics_and_openapi() {
     let dir = tempfile::tempdir().unwrap();
     let pb = Phonebook::start(dir.path(), &["--presence-ttl", "120"]);
@@ -487,6 +519,7 @@ async fn health_info_metrics_and_openapi() {
             "GET /openapi.json",
             "GET /peers/",
             "GET /peers/{username}",
+            "GET /relay",
             "POST /peers/{username}",
         ]
     );

@@ -1,10 +1,10 @@
 //! The chat screen's state, and what keys and events do to it. No I/O here: keys and events
 //! come in, [`Action`]s go out, and the loop in `mod.rs` carries them out.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use tincan_node::Event;
+use tincan_node::{Event, Path};
 use tincan_store::{Contact, ContactKind, ConversationId, LogEntry};
 use tincan_wire::Username;
 
@@ -62,6 +62,8 @@ pub struct App {
     pub contacts: Vec<Contact>,
     /// Contacts connected now.
     pub online: HashSet<Username>,
+    /// How each connected contact is reached: direct, punched or relayed.
+    pub paths: HashMap<Username, Path>,
     /// The open conversation.
     pub open: Option<ConversationId>,
     /// Its latest messages, oldest first.
@@ -87,6 +89,7 @@ impl App {
             phonebook,
             contacts: Vec::new(),
             online: HashSet::new(),
+            paths: HashMap::new(),
             open: None,
             messages: Vec::new(),
             scroll: 0,
@@ -197,6 +200,14 @@ impl App {
             }
             Event::Offline { username } => {
                 self.online.remove(username);
+                self.paths.remove(username);
+                None
+            }
+            Event::Path { username, path, .. } => {
+                match path {
+                    Some(path) => self.paths.insert(username.clone(), *path),
+                    None => self.paths.remove(username),
+                };
                 None
             }
             Event::KeyChanged { username, .. } => {
@@ -388,6 +399,7 @@ pub fn help() -> Vec<String> {
         "Up / Down        previous lines you typed         Esc  close this panel",
         "",
         "Marks: … queued   ✓ sent   ✓✓ delivered   ✗ failed",
+        "Contacts: ● connected directly   ◑ through the relay   ○ not connected   ? request",
     ]
     .into_iter()
     .map(String::from)

@@ -5,6 +5,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, List, ListItem, Paragraph, Wrap};
+use tincan_node::Path;
 use tincan_store::{ContactKind, Direction, Status};
 use unicode_width::UnicodeWidthStr;
 
@@ -40,6 +41,9 @@ fn draw_contacts(frame: &mut Frame<'_>, app: &App, area: Rect) {
         let dot = match () {
             _ if c.kind == ContactKind::Request => {
                 Span::styled("? ", Style::new().fg(Color::Yellow))
+            }
+            _ if online && app.paths.get(&c.username) == Some(&Path::Relayed) => {
+                Span::styled("◑ ", Style::new().fg(Color::Yellow))
             }
             _ if online => Span::styled("● ", Style::new().fg(Color::Green)),
             _ => Span::styled("○ ", Style::new().fg(Color::DarkGray)),
@@ -99,11 +103,15 @@ fn draw_conversation(frame: &mut Frame<'_>, app: &App, area: Rect) {
         return;
     };
     let mut title = format!(" {} ", contact.username);
-    title.push_str(if app.online.contains(&contact.username) {
-        "· online "
-    } else {
-        "· offline "
-    });
+    title.push_str(
+        match (app.online.contains(&contact.username), app.paths.get(&contact.username)) {
+            (false, _) => "· offline ",
+            (true, Some(Path::Relayed)) => "· online via relay ",
+            (true, Some(Path::Punched)) => "· online, direct (hole punched) ",
+            (true, Some(Path::Direct)) => "· online, direct ",
+            (true, None) => "· online ",
+        },
+    );
     title.push_str(match () {
         _ if contact.pending_peer_id.is_some() => "· ⚠ KEY CHANGED ",
         _ if contact.kind == ContactKind::Request => "· message request ",
@@ -289,6 +297,9 @@ mod tests {
         carol.unread = 3;
         app.set_contacts(vec![carol, bob, contact("mallory", 3, ContactKind::Request)]);
         app.online.insert(Username::new("bob").unwrap());
+        app.paths.insert(Username::new("bob").unwrap(), Path::Punched);
+        app.online.insert(Username::new("carol").unwrap());
+        app.paths.insert(Username::new("carol").unwrap(), Path::Relayed);
         app
     }
 
@@ -315,6 +326,14 @@ mod tests {
         let expected = std::fs::read_to_string(&path)
             .unwrap_or_else(|_| panic!("{path} is missing; run with UPDATE_SNAPSHOTS=1"));
         assert_eq!(actual, expected, "the screen differs from {path}");
+    }
+
+    #[test]
+    fn a_contact_reached_through_the_relay() {
+        let mut app = app();
+        let conv = ConversationId([2; 16]);
+        app.show(conv, vec![entry(0, Direction::Incoming, "behind two NATs", Status::Received)]);
+        check("relayed", &render(&app, 80, 8));
     }
 
     #[test]

@@ -126,23 +126,36 @@ pub struct Phonebook {
 
 impl Phonebook {
     pub fn start(data: &Path) -> Phonebook {
+        Phonebook::start_with(data, &[])
+    }
+
+    /// Starts one with `extra` flags, e.g. `--relay`.
+    pub fn start_with(data: &Path, extra: &[&str]) -> Phonebook {
         let exe = std::env::current_exe().unwrap();
         let binary = exe.parent().unwrap().parent().unwrap().join("tincan-phonebook");
-        if !binary.exists() {
+        static BUILD: std::sync::Once = std::sync::Once::new();
+        // Always: cargo does nothing when it is up to date, and a stale one lacks new flags.
+        BUILD.call_once(|| {
             let status = Command::new(env!("CARGO"))
                 .args(["build", "-q", "-p", "tincan-phonebook", "--bin", "tincan-phonebook"])
                 .status()
                 .unwrap();
             assert!(status.success());
-        }
+        });
         let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--writes-per-minute", "0", "--data-dir"])
             .arg(data)
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        // With --relay, a "relay …" line comes first.
+        while line.is_empty() || line.starts_with("relay ") {
+            line.clear();
+            stdout.read_line(&mut line).unwrap();
+        }
         let addr = line.trim().strip_prefix("listening on ").unwrap().to_owned();
         Phonebook { url: format!("http://{addr}"), child }
     }

@@ -2,22 +2,25 @@
 //! stdout. It exists for the node's multi-process tests and benchmark; people use `tincan`.
 //!
 //! Usage: `tincan-node-harness --dir DIR --name NAME [--listen MULTIADDR]... [--phonebook URL]...
-//! [--lookup-interval-ms N]`. The password of `DIR/identity.key` comes from the environment
+//! [--lookup-interval-ms N] [--relay auto|always|never] [--no-hole-punch] [--probe-ms N]
+//! [--request-timeout-ms N]`. The password of `DIR/identity.key` comes from the environment
 //! variable `TINCAN_HARNESS_PASSWORD`; the key file is created (with the OWASP-minimum argon2
 //! parameters, to start fast) and the store too, on first run.
 //!
 //! Commands, one JSON object per line:
 //! `{"add": {"username": U, "peer_id": P, "addrs": [A…]}}`,
 //! `{"send": {"to": U, "text": T}}` (answers `{"queued": …}` once durable),
-//! `{"send_many": {"to": U, "prefix": T, "count": N, "interval_ms": M}}`, `{"trust": U}`,
-//! `{"quit": true}`.
+//! `{"send_many": {"to": U, "prefix": T, "count": N, "interval_ms": M, "parallel": P}}`,
+//! `{"trust": U}`,
+//! `{"nat": true}` (answers `{"nat": report}`), `{"path": U}` (answers `{"path": {…}}`),
+//! `{"republish": true}`, `{"quit": true}`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tincan_identity::{KdfParams, Password};
-use tincan_node::{Config, Event, Node};
+use tincan_node::{Config, Event, NatReport, Node, Reachability, RelayPolicy};
 use tincan_store::Store;
 use tincan_wire::Username;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -53,6 +56,10 @@ async fn run() -> Result<(), String> {
     let mut listen = Vec::new();
     let mut phonebooks = Vec::new();
     let mut lookup = None;
+    let mut relay = RelayPolicy::Auto;
+    let mut hole_punch = true;
+    let mut probe = None;
+    let mut request_timeout = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -64,6 +71,22 @@ async fn run() -> Result<(), String> {
                 .push(tincan_phonebook::Client::new(&value()?).map_err(|e| e.to_string())?),
             "--lookup-interval-ms" => {
                 lookup = Some(Duration::from_millis(value()?.parse().map_err(|e| format!("{e}"))?))
+            }
+            "--relay" => {
+                relay = match value()?.as_str() {
+                    "auto" => RelayPolicy::Auto,
+                    "always" => RelayPolicy::Always,
+                    "never" => RelayPolicy::Never,
+                    other => return Err(format!("--relay {other}: auto, always or never")),
+                }
+            }
+            "--no-hole-punch" => hole_punch = false,
+            "--probe-ms" => {
+                probe = Some(Duration::from_millis(value()?.parse().map_err(|e| format!("{e}"))?))
+            }
+            "--request-timeout-ms" => {
+                request_timeout =
+                    Some(Duration::from_millis(value()?.parse().map_err(|e| format!("{e}"))?))
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -97,6 +120,15 @@ async fn run() -> Result<(), String> {
     config.phonebooks = phonebooks;
     if let Some(lookup) = lookup {
         config.lookup_interval = lookup;
+    }
+    if let Some(timeout) = request_timeout {
+        config.request_timeout = timeout;
+    }
+    config.nat.relay = relay;
+    config.nat.hole_punch = hole_punch;
+    if let Some(probe) = probe {
+        config.nat.probe_delay = probe;
+        config.nat.probe_interval = probe;
     }
     let node = Node::start(identity, store, config).await.map_err(|e| e.to_string())?;
     let mut events = node.subscribe();
@@ -156,13 +188,39 @@ async fn handle(node: &Node, command: &Value) -> Result<(), String> {
         let to = user(&many["to"])?;
         let prefix = many["prefix"].as_str().unwrap_or_default().to_owned();
         let pause = Duration::from_millis(many["interval_ms"].as_u64().unwrap_or(0));
-        for i in 0..many["count"].as_u64().unwrap_or(0) {
-            let sent = node.send(&to, &format!("{prefix}{i}")).await.map_err(|e| e.to_string())?;
-            out(json!({"queued": {"id": sent.id.to_string(), "seq": sent.seq.get()}}));
-            if !pause.is_zero() {
-                tokio::time::sleep(pause).await;
-            }
+        let count = many["count"].as_u64().unwrap_or(0);
+        // `parallel` senders share the count, as several people typing at once would.
+        let parallel = many["parallel"].as_u64().unwrap_or(1).clamp(1, 256);
+        let mut tasks = Vec::new();
+        for task in 0..parallel {
+            let (node, to, prefix) = (node.clone(), to.clone(), prefix.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = task;
+                while i < count {
+                    let sent =
+                        node.send(&to, &format!("{prefix}{i}")).await.map_err(|e| e.to_string())?;
+                    out(json!({"queued": {"id": sent.id.to_string(), "seq": sent.seq.get()}}));
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                    i += parallel;
+                }
+                Ok::<(), String>(())
+            }));
         }
+        for task in tasks {
+            task.await.map_err(|e| e.to_string())??;
+        }
+    } else if command.get("nat").is_some() {
+        out(json!({"nat": nat_json(&node.nat())}));
+    } else if let Some(name) = command.get("path") {
+        let contact = node.resolve(&user(name)?).await.map_err(|e| e.to_string())?;
+        let peer =
+            libp2p::PeerId::from_bytes(contact.peer_id.as_bytes()).map_err(|e| e.to_string())?;
+        out(json!({"path": {"username": name, "path": node.path(&peer).map(|p| p.name())}}));
+    } else if command.get("republish").is_some() {
+        node.republish();
+        out(json!({"republishing": true}));
     } else if let Some(name) = command.get("trust") {
         node.trust(&user(name)?).await.map_err(|e| e.to_string())?;
         out(json!({"trusted": name}));
@@ -189,10 +247,32 @@ fn event_json(event: &Event) -> Value {
         Event::Request { peer_id, claimed, confirmed, .. } => {
             json!({"request": {"peer_id": peer_id.to_base58(), "claimed": claimed.as_str(), "confirmed": confirmed}})
         }
-        Event::Published { phonebook, .. } => json!({"published": phonebook}),
+        Event::Published { phonebook, addrs } => json!({"published": {
+            "phonebook": phonebook, "addrs": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        }}),
         Event::PhonebookError { phonebook, error } => {
             json!({"phonebook_error": {"phonebook": phonebook, "error": error}})
         }
+        Event::Path { username, path, .. } => {
+            json!({"path": {"username": username.as_str(), "path": path.map(|p| p.name())}})
+        }
+        Event::Nat(report) => json!({"nat": nat_json(report)}),
         _ => json!({"event": format!("{event:?}")}),
     }
+}
+
+fn nat_json(report: &NatReport) -> Value {
+    let reachability = match &report.reachability {
+        Reachability::Unknown => json!("unknown"),
+        Reachability::Private => json!("private"),
+        Reachability::Public(addr) => json!({"public": addr.to_string()}),
+    };
+    json!({
+        "reachability": reachability,
+        "confidence": report.confidence,
+        "relay": report.relay.as_ref().map(|r| json!({
+            "peer_id": r.peer_id.to_base58(), "addr": r.addr.to_string(),
+            "reserved": r.reserved, "last_error": r.last_error,
+        })),
+    })
 }

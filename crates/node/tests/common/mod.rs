@@ -23,18 +23,36 @@ pub struct Peer {
     stdin: ChildStdin,
     lines: Receiver<Value>,
     args: Vec<String>,
+    netns: Option<String>,
+}
+
+/// A command for `program`, run in the network namespace `netns` when given.
+pub fn in_netns(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", ns]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
 }
 
 impl Peer {
     /// Starts `name` with its data in `dir` (created on first start).
     pub fn start(dir: &Path, name: &str, extra: &[String]) -> Peer {
+        Peer::start_in(None, dir, name, extra)
+    }
+
+    /// Starts `name` in the network namespace `netns`, if given.
+    pub fn start_in(netns: Option<&str>, dir: &Path, name: &str, extra: &[String]) -> Peer {
         let mut args =
             vec!["--dir".to_owned(), dir.display().to_string(), "--name".into(), name.into()];
         if !extra.iter().any(|a| a == "--listen") {
             args.extend(["--listen".into(), "/ip4/127.0.0.1/tcp/0".into()]);
         }
         args.extend(extra.iter().cloned());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tincan-node-harness"))
+        let mut child = in_netns(netns, env!("CARGO_BIN_EXE_tincan-node-harness"))
             .args(&args)
             .env("TINCAN_HARNESS_PASSWORD", PASSWORD)
             .env("RUST_LOG", std::env::var("HARNESS_LOG").unwrap_or_else(|_| "warn".into()))
@@ -65,6 +83,7 @@ impl Peer {
             stdin,
             lines,
             args,
+            netns: netns.map(str::to_owned),
         };
         let ready = peer.wait(Duration::from_secs(30), |v| v.get("ready").cloned());
         peer.peer_id = ready["peer_id"].as_str().unwrap().to_owned();
@@ -84,7 +103,7 @@ impl Peer {
     /// Starts the same peer again, from the same directory.
     pub fn restart(&self) -> Peer {
         let extra: Vec<String> = self.args[4..].to_vec();
-        Peer::start(&self.dir, &self.name, &extra)
+        Peer::start_in(self.netns.as_deref(), &self.dir, &self.name, &extra)
     }
 
     pub fn command(&mut self, command: Value) {
@@ -168,13 +187,21 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 /// A real phonebook process.
 pub struct Phonebook {
     pub url: String,
+    /// With `--relay`: the relay's addresses.
+    pub relay: Vec<String>,
     child: Child,
     args: Vec<String>,
+    netns: Option<String>,
 }
 
 impl Phonebook {
     pub fn start(data: &Path) -> Phonebook {
-        let args = vec![
+        Phonebook::start_with(data, &[])
+    }
+
+    /// Starts a phonebook with `extra` flags, e.g. `--relay`.
+    pub fn start_with(data: &Path, extra: &[&str]) -> Phonebook {
+        let mut args: Vec<String> = vec![
             "--listen".into(),
             "127.0.0.1:0".into(),
             "--data-dir".into(),
@@ -184,26 +211,53 @@ impl Phonebook {
             "--presence-ttl".into(),
             "60".into(),
         ];
-        Phonebook::spawn(args)
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Phonebook::spawn(None, args)
     }
 
-    fn spawn(args: Vec<String>) -> Phonebook {
-        let mut child = Command::new(phonebook_binary())
+    /// Starts a phonebook in the network namespace `netns` with exactly these arguments.
+    pub fn start_in(netns: &str, args: &[impl AsRef<str>]) -> Phonebook {
+        let args = args.iter().map(|s| s.as_ref().to_owned()).collect();
+        Phonebook::spawn(Some(netns.to_owned()), args)
+    }
+
+    /// Starts it again with the same arguments (and so the same data and relay key).
+    pub fn restart(&self) -> Phonebook {
+        Phonebook::spawn(self.netns.clone(), self.args.clone())
+    }
+
+    fn spawn(netns: Option<String>, args: Vec<String>) -> Phonebook {
+        let mut child = in_netns(netns.as_deref(), phonebook_binary())
             .args(&args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut relay = Vec::new();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        // With --relay, a "relay …" line comes first.
+        while line.is_empty() || line.starts_with("relay ") {
+            if let Some(addrs) = line.trim().strip_prefix("relay ") {
+                relay = addrs.split(' ').map(str::to_owned).collect();
+            }
+            line.clear();
+            stdout.read_line(&mut line).unwrap();
+        }
         let addr = line.trim().strip_prefix("listening on ").unwrap().to_owned();
-        Phonebook { url: format!("http://{addr}"), child, args }
+        Phonebook { url: format!("http://{addr}"), relay, child, args, netns }
     }
 
     pub fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
         std::mem::forget(self);
+    }
+
+    /// Kills the process with SIGKILL, keeping what [`Phonebook::restart`] needs.
+    pub fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -214,19 +268,18 @@ impl Drop for Phonebook {
     }
 }
 
-/// The `tincan-phonebook` binary of this workspace. `cargo test --workspace` builds it (the
-/// phonebook's own tests need it); when only this crate is tested, it is built here once.
+/// The `tincan-phonebook` binary of this workspace, built (or found up to date) once per run.
 pub fn phonebook_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let binary = profile_dir.join("tincan-phonebook");
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
-        if binary.exists() {
-            return;
-        }
+        // Always: cargo does nothing when it is up to date, and a stale one lacks new flags.
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let status = Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", "tincan-phonebook", "--bin", "tincan-phonebook"])
+            .args(release.then_some("--release"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .unwrap();

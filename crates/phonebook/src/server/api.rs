@@ -32,7 +32,7 @@ use crate::{Endpoint, RecordError, SignedDelete, SignedRecord};
         title = "tincan phonebook",
         description = "Signed username → address records. See specs/phonebook.md."
     ),
-    paths(register, lookup, delete, list, healthz, info, metrics, openapi),
+    paths(register, lookup, delete, list, healthz, info, relay, metrics, openapi),
     components(schemas(
         SignedRecord,
         SignedDelete,
@@ -40,6 +40,7 @@ use crate::{Endpoint, RecordError, SignedDelete, SignedRecord};
         Endpoint,
         PeerList,
         Info,
+        crate::RelayInfo,
         ErrorBody,
         ErrorDetail,
         Health
@@ -56,6 +57,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/peers", get(list))
         .route("/healthz", get(healthz))
         .route("/info", get(info))
+        .route("/relay", get(relay))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .fallback(no_route)
@@ -503,6 +505,22 @@ async fn info(State(app): State<Arc<App>>) -> Json<Info> {
     })
 }
 
+/// The circuit relay that runs beside this phonebook, for peers behind NAT.
+#[utoipa::path(get, path = "/relay", responses(
+    (status = 200, description = "The relay's PeerId, addresses and limits", body = crate::RelayInfo),
+    (status = 404, description = "No relay runs here (`no-relay`)", body = ErrorBody),
+))]
+async fn relay(State(app): State<Arc<App>>) -> Result<Json<crate::RelayInfo>, ApiError> {
+    match &app.config.relay {
+        Some(info) => Ok(Json(info.clone())),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no-relay",
+            "this phonebook runs no relay (start it with --relay)",
+        )),
+    }
+}
+
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
@@ -540,8 +558,11 @@ async fn method_not_allowed() -> ApiError {
 async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
     let route = match request.extensions().get::<MatchedPath>().map(MatchedPath::as_str) {
         Some("/peers") => 1,
-        Some(path) => super::metrics::ROUTES.iter().position(|r| *r == path).unwrap_or(6),
-        None => 6,
+        Some(path) => super::metrics::ROUTES
+            .iter()
+            .position(|r| *r == path)
+            .unwrap_or(super::metrics::ROUTES.len() - 1),
+        None => super::metrics::ROUTES.len() - 1,
     };
     let method = request.method().clone();
     let started = Instant::now();

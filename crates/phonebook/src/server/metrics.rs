@@ -6,8 +6,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Routes counted, in the order of `ROUTES`; anything else is `other`.
-pub(crate) const ROUTES: [&str; 7] =
-    ["/peers/{username}", "/peers/", "/healthz", "/info", "/metrics", "/openapi.json", "other"];
+pub(crate) const ROUTES: [&str; 8] = [
+    "/peers/{username}",
+    "/peers/",
+    "/healthz",
+    "/info",
+    "/relay",
+    "/metrics",
+    "/openapi.json",
+    "other",
+];
 /// Status codes counted one by one; any other is counted as 0.
 const STATUSES: [u16; 16] =
     [200, 201, 400, 401, 403, 404, 405, 408, 409, 413, 415, 429, 500, 503, 0, 0];

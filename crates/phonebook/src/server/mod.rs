@@ -39,6 +39,8 @@ pub struct Config {
     pub release_after: Option<Duration>,
     /// Request and connection limits.
     pub limits: Limits,
+    /// The relay running beside the phonebook, announced at `GET /relay`; `None` answers 404.
+    pub relay: Option<crate::RelayInfo>,
 }
 
 /// Limits against abuse. Every one is finite.
@@ -69,6 +71,7 @@ impl Default for Config {
             directory: true,
             release_after: None,
             limits: Limits::default(),
+            relay: None,
         }
     }
 }

@@ -41,8 +41,13 @@ impl Phonebook {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        // With --relay, a "relay …" line comes first.
+        while line.is_empty() || line.starts_with("relay ") {
+            line.clear();
+            stdout.read_line(&mut line).unwrap();
+        }
         let addr = line
             .trim()
             .strip_prefix("listening on ")
