@@ -582,20 +582,16 @@ pub async fn doctor(
     let report = node.nat();
     // Publish what we found, so that the phonebook has the relayed address too.
     node.republish();
-    if let Ok(Ok(Event::Published { addrs, .. })) =
-        tokio::time::timeout(Duration::from_secs(3), async {
-            loop {
-                match events.recv().await {
-                    Ok(Event::Published { addrs, .. }) => {
-                        return Ok(Event::Published { phonebook: String::new(), addrs });
-                    }
-                    Err(e) => return Err(e),
-                    _ => {}
-                }
+    let republished = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match events.recv().await {
+                Ok(Event::Published { addrs, .. }) => return Some(addrs),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                _ => {}
             }
-        })
-        .await
-    {
+        }
+    });
+    if let Ok(Some(addrs)) = republished.await {
         published = Some(addrs);
     }
     let listen: Vec<String> = node.listen_addrs().iter().map(|a| a.to_string()).collect();

@@ -246,14 +246,7 @@ async fn first_message(dir: &std::path::Path) -> Duration {
 }
 
 fn idle_rss(dir: &std::path::Path) -> (u64, u64) {
-    let harness = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("tincan-node-harness");
-    let mut child = Command::new(harness)
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tincan-node-harness"))
         .args(["--dir", &dir.join("idle").display().to_string(), "--name", "idle"])
         .env("TINCAN_HARNESS_PASSWORD", "idle")
         .stdin(Stdio::piped())
@@ -264,28 +257,15 @@ fn idle_rss(dir: &std::path::Path) -> (u64, u64) {
     io::BufRead::read_line(&mut io::BufReader::new(child.stdout.take().unwrap()), &mut line)
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    let rss = rss_kib(child.id());
+    let rss = common::rss_kib(child.id());
     child.kill().unwrap();
     child.wait().unwrap();
     let mut sleep = Command::new("sleep").arg("5").spawn().unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    let bare = rss_kib(sleep.id());
+    let bare = common::rss_kib(sleep.id());
     sleep.kill().unwrap();
     sleep.wait().unwrap();
     (rss, bare)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 // ---- paths across NAT ----------------------------------------------------------------------

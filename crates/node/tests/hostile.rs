@@ -123,19 +123,6 @@ async fn attack(
     (answers, closed)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches(" kB")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 fn frame(payload: &[u8]) -> Vec<u8> {
     let mut f = (payload.len() as u32).to_be_bytes().to_vec();
     f.extend_from_slice(payload);
@@ -148,7 +135,7 @@ async fn garbage_oversized_frames_and_floods_are_refused_then_banned() {
     let mut bob = Peer::start(&root.path().join("bob"), "bob", &[]);
     let target: PeerId = bob.peer_id.parse().unwrap();
     let addr: Multiaddr = bob.addrs[0].parse().unwrap();
-    let rss_before = rss_kib(bob.pid());
+    let rss_before = common::rss_kib(bob.pid());
     let mut swarm = attacker();
 
     // One of each: a typed refusal for every kind of bad frame.
@@ -211,7 +198,7 @@ async fn garbage_oversized_frames_and_floods_are_refused_then_banned() {
         "the banned peer cannot get an answer: {again:?}"
     );
 
-    let rss_after = rss_kib(bob.pid());
+    let rss_after = common::rss_kib(bob.pid());
     println!("bob's RSS: {rss_before} KiB before, {rss_after} KiB after the attack");
     assert!(rss_after < rss_before + 64 * 1024, "memory stays bounded");
 

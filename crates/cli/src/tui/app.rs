@@ -409,28 +409,10 @@ pub fn help() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use ratatui::crossterm::event::KeyEvent;
-    use tincan_wire::{PeerIdBytes, UnixMillis};
+    use tincan_wire::PeerIdBytes;
 
     use super::*;
-
-    fn contact(name: &str, n: u8, kind: ContactKind) -> Contact {
-        Contact {
-            conversation: ConversationId([n; 16]),
-            kind,
-            username: Username::new(name).unwrap(),
-            peer_id: PeerIdBytes::new(&[0, 36, 8, 1, 18, 32, n]).unwrap(),
-            first_seen: UnixMillis(0),
-            verified: false,
-            blocked: false,
-            pending_peer_id: None,
-            key_changes: Vec::new(),
-            last_sent_seq: 0,
-            next_expected_seq: 1,
-            log_len: 0,
-            unread: 0,
-            addrs: Vec::new(),
-        }
-    }
+    use crate::tui::fixtures::contact;
 
     fn typed(app: &mut App, text: &str) -> Option<Action> {
         for c in text.chars() {

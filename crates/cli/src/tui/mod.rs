@@ -4,6 +4,8 @@
 //! or a panic (a hook restores it before the panic message prints).
 
 pub mod app;
+#[cfg(test)]
+mod fixtures;
 mod input;
 pub mod ui;
 

@@ -246,29 +246,11 @@ mod tests {
 
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
-    use tincan_store::{Contact, ContactKind, ConversationId, Direction, LogEntry, Status};
+    use tincan_store::{ContactKind, ConversationId, Direction, LogEntry, Status};
     use tincan_wire::{MessageId, PeerIdBytes, Seq, Text, UnixMillis, Username};
 
     use super::*;
-
-    fn contact(name: &str, n: u8, kind: ContactKind) -> Contact {
-        Contact {
-            conversation: ConversationId([n; 16]),
-            kind,
-            username: Username::new(name).unwrap(),
-            peer_id: PeerIdBytes::new(&[0, 36, 8, 1, 18, 32, n]).unwrap(),
-            first_seen: UnixMillis(0),
-            verified: false,
-            blocked: false,
-            pending_peer_id: None,
-            key_changes: Vec::new(),
-            last_sent_seq: 0,
-            next_expected_seq: 1,
-            log_len: 0,
-            unread: 0,
-            addrs: Vec::new(),
-        }
-    }
+    use crate::tui::fixtures::contact;
 
     fn entry(n: u64, direction: Direction, text: &str, status: Status) -> LogEntry {
         LogEntry {

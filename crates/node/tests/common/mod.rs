@@ -289,6 +289,20 @@ pub fn phonebook_binary() -> PathBuf {
     binary
 }
 
+/// The resident set size of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 /// Opens a peer's store (after it stopped) and returns its contacts' logs and outboxes.
 pub async fn read_store(
     dir: &Path,
