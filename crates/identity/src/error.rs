@@ -71,10 +71,10 @@ pub enum UnlockError {
     #[error("key file is corrupted: {0}")]
     Corrupted(&'static str),
     /// The file was written by a newer tincan.
-    #[error("key file format version {0} is not supported by this version of tincan")]
+    #[error("key file format version {0} is newer than this tincan reads: upgrade tincan")]
     UnsupportedVersion(u8),
     /// The file asks for argon2id parameters outside the accepted range.
-    #[error("key file refused: {0}")]
+    #[error("key file refused")]
     UnsafeParameters(#[from] ParamsError),
     /// Argon2 could not run with these parameters (for example, out of memory).
     #[error("key derivation failed")]

@@ -103,7 +103,8 @@ impl KdfParams {
 /// The range of argon2id parameters a reader accepts from a key file.
 ///
 /// The floor is the OWASP minimum (19 MiB, 2 passes), so nobody can quietly weaken a file; the
-/// ceiling (4 GiB, 64 passes, 16 lanes) stops a planted file from exhausting memory or time.
+/// ceiling (512 MiB, 16 passes, 16 lanes: twice the memory tincan writes, about 3 s here) stops
+/// a planted file from exhausting the memory of a small machine or its time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KdfPolicy {
     min_m_kib: u32,
@@ -115,13 +116,7 @@ pub struct KdfPolicy {
 
 impl Default for KdfPolicy {
     fn default() -> KdfPolicy {
-        KdfPolicy {
-            min_m_kib: 19 * 1024,
-            min_t: 2,
-            max_m_kib: 4 * 1024 * 1024,
-            max_t: 64,
-            max_p: 16,
-        }
+        KdfPolicy { min_m_kib: 19 * 1024, min_t: 2, max_m_kib: 512 * 1024, max_t: 16, max_p: 16 }
     }
 }
 
@@ -172,7 +167,16 @@ mod tests {
             let (m_kib, t, p) = weak;
             assert!(matches!(KdfParams::new(m_kib, t, p), Err(ParamsError::TooWeak { .. })));
         }
-        for costly in [(u32::MAX, 3, 4), (64 * 1024, 1000, 4), (64 * 1024, 3, 255)] {
+        // Issue 10: a planted file may not ask for more than a small machine survives.
+        let most = KdfParams::new(512 * 1024, 16, 4);
+        assert!(most.is_ok(), "{most:?}");
+        for costly in [
+            (u32::MAX, 3, 4),
+            (4 << 20, 3, 4),
+            (512 * 1024 + 1, 5, 4),
+            (64 * 1024, 17, 4),
+            (64 * 1024, 3, 255),
+        ] {
             let (m_kib, t, p) = costly;
             assert!(matches!(KdfParams::new(m_kib, t, p), Err(ParamsError::TooCostly { .. })));
         }

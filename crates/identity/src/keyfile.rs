@@ -46,8 +46,11 @@ impl SealedKeyFile {
         if bytes.len() < MAGIC.len() + 1 || &bytes[..MAGIC.len()] != MAGIC {
             return Err(UnlockError::Corrupted("not a tincan key file"));
         }
-        if bytes[8] != VERSION {
-            return Err(UnlockError::UnsupportedVersion(bytes[8]));
+        match bytes[8] {
+            VERSION => {}
+            // No version 0 was ever written: this is damage, not a file from another tincan.
+            0 => return Err(UnlockError::Corrupted("format version 0 does not exist")),
+            newer => return Err(UnlockError::UnsupportedVersion(newer)),
         }
         if bytes.len() != KEY_FILE_LEN {
             return Err(UnlockError::Corrupted("wrong length"));

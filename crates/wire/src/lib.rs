@@ -42,5 +42,5 @@ pub use message::{
 };
 pub use types::{
     MAX_PEER_ID_LEN, MAX_TEXT_LEN, MAX_USERNAME_LEN, MIN_PEER_ID_LEN, MessageId, PeerIdBytes, Seq,
-    Text, UnixMillis, Username,
+    Text, UnixMillis, Username, is_bidi_control,
 };

@@ -117,6 +117,9 @@ pub enum Refusal {
     /// 9: an earlier message of this conversation has not arrived yet; resend from the
     /// first unacknowledged one.
     OutOfOrder,
+    /// 10: the recipient holds as much as it will from this sender until its user accepts the
+    /// message request; retry later.
+    Quota,
     /// A code this implementation does not know. Treated as temporary.
     Unknown(UnknownCode),
 }
@@ -145,6 +148,7 @@ impl Refusal {
             Refusal::RateLimited => 7,
             Refusal::Unavailable => 8,
             Refusal::OutOfOrder => 9,
+            Refusal::Quota => 10,
             Refusal::Unknown(code) => code.0,
         }
     }
@@ -162,6 +166,7 @@ impl Refusal {
             7 => Refusal::RateLimited,
             8 => Refusal::Unavailable,
             9 => Refusal::OutOfOrder,
+            10 => Refusal::Quota,
             other => Refusal::Unknown(UnknownCode(other)),
         })
     }
@@ -171,7 +176,11 @@ impl Refusal {
     pub fn is_permanent(self) -> bool {
         !matches!(
             self,
-            Refusal::RateLimited | Refusal::Unavailable | Refusal::OutOfOrder | Refusal::Unknown(_)
+            Refusal::RateLimited
+                | Refusal::Unavailable
+                | Refusal::OutOfOrder
+                | Refusal::Quota
+                | Refusal::Unknown(_)
         )
     }
 
@@ -196,6 +205,7 @@ impl Refusal {
             Refusal::RateLimited => "rate limited",
             Refusal::Unavailable => "unavailable",
             Refusal::OutOfOrder => "out of order",
+            Refusal::Quota => "quota",
             Refusal::Unknown(_) => "unknown reason",
         }
     }
@@ -422,7 +432,7 @@ mod tests {
 
     #[test]
     fn refusal_codes_are_stable() {
-        for code in 1..=9 {
+        for code in 1..=10 {
             let refusal = Refusal::from_code(code).unwrap();
             assert!(!matches!(refusal, Refusal::Unknown(_)));
             assert_eq!(refusal.code(), code);

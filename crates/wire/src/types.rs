@@ -187,6 +187,14 @@ impl fmt::Debug for PeerIdBytes {
 /// The text of a chat message: 1 to 4,096 bytes of UTF-8 without control characters other
 /// than line feed and tab.
 ///
+/// Whether `c` is a Unicode bidirectional formatting character: the embeddings, overrides and
+/// isolates (U+202A–U+202E, U+2066–U+2069) and the marks (U+061C, U+200E, U+200F). Text may
+/// carry them, but displays remove them, so that text cannot show in another order than it
+/// reads ("Trojan Source").
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}' | '\u{200E}' | '\u{200F}')
+}
+
 /// Refusing control characters at the protocol level means no peer can smuggle terminal
 /// escape sequences (`ESC`, `CSI`, C1 controls) or carriage returns into a conversation.
 #[derive(Clone, PartialEq, Eq, Hash)]
