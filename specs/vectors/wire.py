@@ -92,6 +92,13 @@ m = message(ID1, 1, "hi")
 m[6] = "extra"
 bad("unknown-field", "request", enc([1, 1, [m]]), "wrong-arity",
     "a seventh field; version 1 messages have exactly six")
+# Six entries, so the count passes; the keys read 0, 1, 2, 3, then 5 where 4 was expected.
+m = message(ID1, 1, "hi")
+del m[4]
+m[6] = "extra"
+bad("missing-to-six-entries", "request", enc([1, 1, [m]]), "missing-field",
+    "six entries, but key 4 (`to`) is absent: key 5 comes where 4 was expected, and an unknown "
+    "key 6 makes up the count")
 bad("text-not-utf8", "request", enc([1, 1, [message(ID1, 1, "hé")]]).replace(b"h\xc3\xa9", b"h\xc3\x28"),
     "invalid-utf8", "text that is not UTF-8")
 bad("text-too-long", "request", enc([1, 1, [message(ID1, 1, "x" * 4097)]]), "too-long",
