@@ -2,6 +2,7 @@
 # The test command from README.md: everything CI checks, in the order that fails fastest.
 #   scripts/test.sh            all checks, with a 30 s fuzz smoke per target
 #   FUZZ_SECONDS=0 scripts/test.sh   skip the fuzz smoke
+#   SCHEMATHESIS=0 scripts/test.sh   skip the schemathesis pass against the phonebook
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzz_seconds="${FUZZ_SECONDS:-30}"
@@ -17,6 +18,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+if [ "${SCHEMATHESIS:-1}" != 0 ]; then
+  step "schemathesis against a real phonebook (bounded; SCHEMATHESIS=0 skips)"
+  cargo build -q --locked -p tincan-phonebook --bin tincan-phonebook
+  scripts/schemathesis.sh target/debug/tincan-phonebook
+fi
 
 step "cargo doc (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked

@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 /// chat. Two people on one machine:
 ///
 ///     terminal 1:  tincan --profile alice
-///     terminal 2:  tincan --profile bob        then type:  /chat alice
+///     terminal 2:  tincan --profile bob        then type:  alice
 ///
 /// Exit codes: 0 ok (for `send`: delivered); 1 error; 2 bad arguments; 3 wrong password or
 /// locked identity; 4 `send`: queued but not delivered yet; 5 `send`: refused by the recipient;
@@ -41,8 +41,9 @@ pub struct Global {
     #[arg(long, global = true, env = "TINCAN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Phonebook URL, e.g. `https://phonebook.example.org`. Without one, profiles on this
-    /// machine use a local phonebook on 127.0.0.1:7878 that the first running tincan hosts.
+    /// Phonebook URL, e.g. `https://phonebook.example.org`. Without one, your profiles on this
+    /// machine use a local phonebook that the first running tincan hosts, on a Unix socket in
+    /// the data directory that only you can reach.
     #[arg(long, global = true, env = "TINCAN_PHONEBOOK")]
     pub phonebook: Option<String>,
 
@@ -124,7 +125,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the safety number you share with a contact, to compare in person.
+    /// Show the safety number you share with a contact, to compare in person. During a key
+    /// change, the NEW key's number, the one to compare before `trust`.
     Verify {
         /// The contact.
         user: String,
@@ -132,19 +134,34 @@ pub enum Command {
         #[arg(long)]
         mark_verified: bool,
     },
-    /// Accept a contact's changed key, after comparing the new safety number.
+    /// Accept a contact's changed key: shows the NEW key's safety number and asks you to
+    /// confirm that it matches theirs.
     Trust {
+        /// The contact.
+        user: String,
+        /// For scripts: the NEW key's safety number you compared (the 60 digits; spaces do not
+        /// matter). Without it, trust asks at the terminal.
+        #[arg(long, value_name = "DIGITS")]
+        safety_number: Option<String>,
+    },
+    /// Keep a contact's old key and reject the new one a phonebook shows: messages keep
+    /// waiting for the old key.
+    Reject {
         /// The contact.
         user: String,
     },
     /// Accept a message request: the sender becomes a contact.
     Accept {
-        /// The name the sender claimed.
+        /// The name the sender claimed, or the end of its key as `contacts` shows it
+        /// (`…Ab12Cd34`), when several requests claim one name.
         user: String,
+        /// Accept even though the phonebook gives the claimed name to someone else.
+        #[arg(long)]
+        anyway: bool,
     },
     /// Block a contact or request: their messages are refused and not stored.
     Block {
-        /// The contact.
+        /// The contact, or the end of its key (`…Ab12Cd34`).
         user: String,
         /// Unblock instead.
         #[arg(long)]
@@ -156,8 +173,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Change your password. Your identity and messages stay the same.
-    Passwd,
+    /// Delete a conversation: its messages, and the contact (a blocked one stays blocked).
+    Delete {
+        /// The contact or request, or the end of its key (`…Ab12Cd34`).
+        user: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Change your password. Your identity and messages stay the same. The current password is
+    /// asked for, or read like any command's (`--password-file`, `--password-fd`); the new one
+    /// is asked for twice, or read from `--new-password-file` or `--new-password-fd`.
+    Passwd {
+        /// Read the new password from this file's first line.
+        #[arg(long, value_name = "PATH", conflicts_with = "new_password_fd")]
+        new_password_file: Option<PathBuf>,
+        /// Read the new password from this open file descriptor.
+        #[arg(long, value_name = "FD")]
+        new_password_fd: Option<i32>,
+    },
     /// Write your conversations, decrypted, as JSON.
     Export {
         /// Only this contact.

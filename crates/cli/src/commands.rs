@@ -1,6 +1,6 @@
 //! The subcommands other than the chat itself.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -92,13 +92,25 @@ pub async fn create(
     profile::create(profile, &name, PasswordSource::from(global)?).await
 }
 
+/// A client of the profile's phonebook: the configured one, or the local one.
+fn phonebook(profile: &Profile) -> anyhow::Result<tincan_phonebook::Client> {
+    match &profile.phonebook {
+        Some(url) => tincan_phonebook::Client::new(url).with_context(|| format!("phonebook {url}")),
+        None => crate::local::client(&profile.data_dir),
+    }
+}
+
+/// The profile's phonebook, in words.
+fn phonebook_name(profile: &Profile) -> String {
+    match &profile.phonebook {
+        Some(url) => url.clone(),
+        None => crate::local::describe(&profile.data_dir),
+    }
+}
+
 /// Why `name` cannot be had, if the phonebook says it is taken.
 async fn name_taken(profile: &Profile, name: &Username) -> Option<String> {
-    let url = match &profile.phonebook {
-        Some(url) => url.clone(),
-        None => format!("http://{}", crate::local::address().ok()?),
-    };
-    let client = tincan_phonebook::Client::new(&url).ok()?;
+    let client = phonebook(profile).ok()?;
     match client.lookup(name).await {
         Ok(Some(_)) => Some(format!("The username {name} is already taken; choose another.")),
         _ => None,
@@ -113,8 +125,9 @@ async fn wait_published(session: &Session) -> bool {
                 Ok(Event::Published { .. }) => return true,
                 Ok(Event::PhonebookError { error, .. }) => {
                     eprintln!(
-                        "The phonebook at {} did not take our record: {error}",
-                        session.phonebook_url
+                        "The phonebook at {} did not take our record: {}",
+                        session.phonebook_url,
+                        format::clean_line(&error)
                     );
                     return false;
                 }
@@ -157,14 +170,14 @@ pub async fn send(
                 Ok(Event::Status { id, status, .. }) if id == sent.id => match status {
                     Status::Delivered { .. } => return Ok(0),
                     Status::Failed { reason, .. } => {
-                        eprintln!("{to} refused the message: {reason}");
+                        eprintln!("{to} refused the message: {}", format::clean_line(&reason));
                         return Ok(EXIT_FAILED);
                     }
                     _ => {}
                 },
                 Ok(Event::KeyChanged { .. }) => {
                     eprintln!(
-                        "{to}'s key has changed: nothing is sent until you check it (`tincan verify {to}`) and `tincan trust {to}`. The message stays queued."
+                        "{to}'s key has changed: nothing is sent until you compare the new safety number (`tincan verify {to}`), then `tincan trust {to}` or `tincan reject {to}`. The message stays queued."
                     );
                     return Ok(EXIT_QUEUED);
                 }
@@ -193,9 +206,30 @@ pub async fn send(
     Ok(code)
 }
 
-/// Finds a contact by name, or a message request by the name it claims.
-pub async fn find(store: &Store, name: &str) -> anyhow::Result<Contact> {
-    let name = username(name)?;
+/// Finds a contact by name, a message request by the name it claims, or either by its key:
+/// a whole PeerId, or the end of one as [`format::key_id`] shows it (`…Ab12Cd34`).
+pub async fn find(store: &Store, who: &str) -> anyhow::Result<Contact> {
+    let key = who.strip_prefix('…').unwrap_or(who);
+    if key.len() >= format::KEY_ID_LEN && key.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        let matching: Vec<Contact> = store
+            .contacts()
+            .await?
+            .into_iter()
+            .filter(|c| {
+                libp2p_identity::PeerId::from_bytes(c.peer_id.as_bytes())
+                    .is_ok_and(|p| p.to_base58().ends_with(key))
+            })
+            .collect();
+        match matching.len() {
+            0 => {}
+            1 => return Ok(matching.into_iter().next().expect("one contact")),
+            n => bail!("{n} contacts have keys ending in {key}: give more of the key"),
+        }
+        if Username::new(who).is_err() {
+            bail!("no contact or request has a key ending in {key}");
+        }
+    }
+    let name = username(who)?;
     if let Some(contact) = store.contact_by_username(&name).await? {
         return Ok(contact);
     }
@@ -208,7 +242,17 @@ pub async fn find(store: &Store, name: &str) -> anyhow::Result<Contact> {
     match requests.len() {
         0 => bail!("{name} is not a contact"),
         1 => Ok(requests.into_iter().next().expect("one request")),
-        n => bail!("{n} message requests claim the name {name}; block the ones you do not know"),
+        n => {
+            let list: Vec<String> = requests
+                .iter()
+                .map(|c| format!("{} ({})", format::key_id(c), c.claim.describe()))
+                .collect();
+            bail!(
+                "{n} message requests claim the name {name}: {}. Name one by its key, e.g. `tincan accept {}`",
+                list.join("; "),
+                format::key_id(&requests[0])
+            )
+        }
     }
 }
 
@@ -273,7 +317,7 @@ pub async fn inbox(
     if json {
         let value: Vec<_> = out
             .iter()
-            .map(|(c, e)| json!({"username": c.username, "request": c.kind == ContactKind::Request, "unread": c.unread, "messages": e}))
+            .map(|(c, e)| json!({"username": c.username, "request": c.kind == ContactKind::Request, "claim": c.claim, "unread": c.unread, "messages": e}))
             .collect();
         say(serde_json::to_string_pretty(&value)?);
     } else if out.is_empty() {
@@ -281,9 +325,13 @@ pub async fn inbox(
     } else {
         for (contact, entries) in &out {
             let request = if contact.kind == ContactKind::Request {
-                " — message request, unverified: `tincan accept` or `tincan block`"
+                format!(
+                    " — message request from key {}, {}: `tincan accept` or `tincan block`",
+                    format::key_id(contact),
+                    contact.claim.describe()
+                )
             } else {
-                ""
+                String::new()
             };
             say(format!("== {} ({} new){request}", contact.username, contact.unread));
             for entry in entries {
@@ -310,11 +358,59 @@ pub async fn contacts(profile: &Profile, global: &Global, json: bool) -> anyhow:
         for c in &contacts {
             let unread =
                 if c.unread > 0 { format!(", {} unread", c.unread) } else { String::new() };
-            say(format!("{:<32} {}{unread}", c.username.as_str(), format::state(c)));
+            say(format!(
+                "{:<32} {:<10} {}{unread}",
+                c.username.as_str(),
+                format::key_id(c),
+                format::state(c)
+            ));
         }
     }
     store.close().await;
     Ok(())
+}
+
+/// Prints a safety number in two rows of six groups.
+fn show_number(
+    label: &str,
+    peer: &libp2p_identity::PeerId,
+    number: &tincan_identity::SafetyNumber,
+) {
+    let number = number.to_string();
+    let groups: Vec<&str> = number.split(' ').collect();
+    say(format!("{label} ({peer}):"));
+    say(format!("    {}", groups[..6].join(" ")));
+    say(format!("    {}", groups[6..].join(" ")));
+}
+
+/// Shows the numbers to compare with `contact`: during a key change the NEW key's first, as
+/// the one to compare, and the pinned key's for reference.
+fn show_numbers(
+    unlocked: &Unlocked,
+    contact: &Contact,
+) -> anyhow::Result<tincan_node::SafetyNumbers> {
+    let numbers = tincan_node::safety_numbers(&unlocked.identity.public_key(), contact)?;
+    match &numbers.pending {
+        Some((new, number)) => {
+            say(format!(
+                "{}'s KEY CHANGED: a phonebook shows a new key. Compare the NEW number with the one on their screen, in person or on a call you trust:",
+                contact.username
+            ));
+            show_number("NEW key", new, number);
+            say("");
+            let (old, number) = &numbers.pinned;
+            show_number("old key, pinned until you decide (for reference only)", old, number);
+        }
+        None => {
+            say(format!(
+                "Safety number with {} — compare it with theirs, in person or on a call you trust:",
+                contact.username
+            ));
+            let (pinned, number) = &numbers.pinned;
+            show_number("pinned key", pinned, number);
+        }
+    }
+    Ok(numbers)
 }
 
 /// `verify`: the safety number, and optionally mark verified.
@@ -327,29 +423,12 @@ pub async fn verify(
     let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
     let store = unlocked.store.clone();
     let contact = find(&store, user).await?;
-    let mine = unlocked.identity.public_key();
-    let show = |label: &str, peer: &tincan_wire::PeerIdBytes| -> anyhow::Result<()> {
-        let peer =
-            libp2p_identity::PeerId::from_bytes(peer.as_bytes()).context("a damaged PeerId")?;
-        let key =
-            tincan_identity::PublicKey::from_peer_id(&peer).context("not an ed25519 PeerId")?;
-        let number = tincan_identity::safety_number(&mine, &key).to_string();
-        let groups: Vec<&str> = number.split(' ').collect();
-        say(format!("{label} ({peer}):"));
-        say(format!("    {}", groups[..6].join(" ")));
-        say(format!("    {}", groups[6..].join(" ")));
-        Ok(())
-    };
-    say(format!(
-        "Safety number with {} — compare it with theirs, in person or on a call you trust:",
-        contact.username
-    ));
-    show("pinned key", &contact.peer_id)?;
-    if let Some(pending) = &contact.pending_peer_id {
-        say("");
-        say(format!("{}'s key CHANGED. The phonebook now shows another key:", contact.username));
-        show("new key", pending)?;
-        say(format!("If the new number matches theirs, run `tincan trust {}`.", contact.username));
+    let numbers = show_numbers(&unlocked, &contact)?;
+    if numbers.pending.is_some() {
+        say(format!(
+            "If the NEW number matches theirs: `tincan trust {0}`. If it does not, or you cannot check: `tincan reject {0}` keeps the old key.",
+            contact.username
+        ));
     }
     if mark {
         if contact.pending_peer_id.is_some() {
@@ -367,17 +446,58 @@ pub async fn verify(
     Ok(())
 }
 
-/// `trust`: accept a changed key.
-pub async fn trust(profile: &Profile, global: &Global, user: &str) -> anyhow::Result<()> {
+/// The 60 digits of a safety number, without spaces: for comparing what was typed.
+fn digits(number: &str) -> String {
+    number.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// `trust`: accept a changed key, only after its NEW safety number was shown, and confirmed
+/// (at the terminal, or by giving the number: `--safety-number`).
+pub async fn trust(
+    profile: &Profile,
+    global: &Global,
+    user: &str,
+    confirmed_number: Option<&str>,
+) -> anyhow::Result<()> {
     let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
     let store = unlocked.store.clone();
     let contact = find(&store, user).await?;
     if contact.pending_peer_id.is_none() {
         bail!("{}'s key has not changed; nothing to trust", contact.username);
     }
+    let numbers = show_numbers(&unlocked, &contact)?;
+    let (new, number) = numbers.pending.expect("a pending key");
+    let matches = match confirmed_number {
+        Some(given) => {
+            if digits(given) != digits(&number.to_string()) {
+                bail!(
+                    "the number you gave is not the NEW key's safety number: nothing was trusted"
+                );
+            }
+            true
+        }
+        None if std::io::stdin().is_terminal() => {
+            eprint!(
+                "Does the NEW number match the one on {}'s screen? Type yes to trust it: ",
+                contact.username
+            );
+            std::io::stderr().flush()?;
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            answer.trim().eq_ignore_ascii_case("yes")
+        }
+        None => bail!(
+            "not trusted: compare the NEW number, then confirm at a terminal or pass it with --safety-number"
+        ),
+    };
+    if !matches {
+        say(format!("Nothing changed. `tincan reject {}` keeps the old key.", contact.username));
+        store.close().await;
+        return Ok(());
+    }
     let now =
         tincan_wire::UnixMillis(chrono::Utc::now().timestamp_millis().try_into().unwrap_or(0));
-    store.trust_pending(contact.conversation, now).await?;
+    store.trust_pending(contact.conversation, peer_bytes(&new), now).await?;
     say(format!(
         "Trusted {}'s new key. Queued messages go out the next time tincan runs.",
         contact.username
@@ -386,16 +506,56 @@ pub async fn trust(profile: &Profile, global: &Global, user: &str) -> anyhow::Re
     Ok(())
 }
 
-/// `accept`: a message request becomes a contact.
-pub async fn accept(profile: &Profile, global: &Global, user: &str) -> anyhow::Result<()> {
+/// `reject`: keep the pinned key; the new one is refused from now on.
+pub async fn reject(profile: &Profile, global: &Global, user: &str) -> anyhow::Result<()> {
+    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let store = unlocked.store.clone();
+    let contact = find(&store, user).await?;
+    if contact.pending_peer_id.is_none() {
+        bail!("{}'s key has not changed; nothing to reject", contact.username);
+    }
+    let now =
+        tincan_wire::UnixMillis(chrono::Utc::now().timestamp_millis().try_into().unwrap_or(0));
+    store.reject_pending(contact.conversation, now).await?;
+    say(format!(
+        "Kept {0}'s old key and rejected the new one. Messages to {0} still wait for the old key: they go when it is reachable again.",
+        contact.username
+    ));
+    store.close().await;
+    Ok(())
+}
+
+/// The binary form of a PeerId, as the store keeps it.
+fn peer_bytes(peer: &libp2p_identity::PeerId) -> tincan_wire::PeerIdBytes {
+    tincan_wire::PeerIdBytes::new(&peer.to_bytes()).expect("a PeerId is 3 to 64 bytes")
+}
+
+/// `accept`: a message request becomes a contact. A request whose claimed name a phonebook
+/// gives to someone else needs `anyway`.
+pub async fn accept(
+    profile: &Profile,
+    global: &Global,
+    user: &str,
+    anyway: bool,
+) -> anyhow::Result<()> {
     let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
     let store = unlocked.store.clone();
     let contact = find(&store, user).await?;
     if contact.kind != ContactKind::Request {
         bail!("{} is already a contact", contact.username);
     }
+    if format::impostor(&contact) && !anyway {
+        bail!(
+            "the phonebook gives the name {0} to someone else: this request (key {1}) is not from that {0}. Block it (`tincan block {1}`), or accept it anyway with --anyway",
+            contact.username,
+            format::key_id(&contact)
+        );
+    }
     store.accept_request(contact.conversation).await?;
     say(format!("{} is now a contact.", contact.username));
+    if format::impostor(&contact) {
+        say(format!("WARNING: the phonebook gives the name {} to someone else.", contact.username));
+    }
     store.close().await;
     Ok(())
 }
@@ -416,13 +576,50 @@ pub async fn block(
     Ok(())
 }
 
+/// `delete`: a conversation's messages, and the contact unless it is blocked. Asks first at a
+/// terminal; scripts pass `yes`.
+pub async fn delete(
+    profile: &Profile,
+    global: &Global,
+    user: &str,
+    yes: bool,
+) -> anyhow::Result<()> {
+    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let store = unlocked.store.clone();
+    let contact = find(&store, user).await?;
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("deleting needs confirmation: run it at a terminal, or pass --yes");
+        }
+        eprint!(
+            "Delete the conversation with {} ({} messages)? This cannot be undone. Type yes: ",
+            contact.username, contact.log_len
+        );
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !answer.trim().eq_ignore_ascii_case("yes") {
+            say("Nothing deleted.");
+            store.close().await;
+            return Ok(());
+        }
+    }
+    match store.delete_conversation(contact.conversation).await? {
+        tincan_store::Deleted::All => {
+            say(format!("Deleted the conversation with {}.", contact.username))
+        }
+        tincan_store::Deleted::KeptBlocked => {
+            say(format!("Deleted the messages of {}; the contact stays blocked.", contact.username))
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
 /// `online`: needs no identity, only the phonebook.
 pub async fn online(profile: &Profile, json: bool) -> anyhow::Result<()> {
-    let url = match &profile.phonebook {
-        Some(url) => url.clone(),
-        None => format!("http://{}", crate::local::address()?),
-    };
-    let client = tincan_phonebook::Client::new(&url)?;
+    let url = phonebook_name(profile);
+    let client = phonebook(profile)?;
     let mut all = Vec::new();
     let mut after: Option<Username> = None;
     loop {
@@ -458,12 +655,22 @@ pub async fn online(profile: &Profile, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `passwd`.
-pub fn passwd(profile: &Profile, global: &Global) -> anyhow::Result<()> {
+/// `passwd`: the old password as for every command, the new one from `new_file` or `new_fd`
+/// if given, else from the terminal.
+pub fn passwd(
+    profile: &Profile,
+    global: &Global,
+    new_file: Option<&std::path::Path>,
+    new_fd: Option<i32>,
+) -> anyhow::Result<()> {
     if !profile.exists() {
         bail!("profile {:?} has no identity yet", profile.name);
     }
-    profile::change_password(profile, PasswordSource::from(global)?)?;
+    profile::change_password(
+        profile,
+        PasswordSource::from(global)?,
+        profile::given(new_file, new_fd)?,
+    )?;
     eprintln!("Password changed.");
     Ok(())
 }
@@ -551,7 +758,7 @@ pub async fn doctor(
     profile.nat.probe_interval = Duration::from_secs(2);
     let session = Session::start(&profile, unlocked).await?;
     let node = session.node.clone();
-    let phonebook = tincan_phonebook::Client::new(&session.phonebook_url)?;
+    let phonebook = phonebook(&profile)?;
     let info = phonebook.info().await;
     let relay = match &info {
         Ok(_) => phonebook.relay().await.ok().flatten(),
@@ -620,14 +827,21 @@ pub async fn doctor(
         }))?);
     } else {
         let url = session_url(&profile);
+        // Everything the phonebook said is cleaned before it reaches the terminal.
         match &info {
-            Ok(info) => say(format!("Phonebook     {url} (tincan-phonebook {})", info.version)),
-            Err(e) => say(format!("Phonebook     {url}: UNREACHABLE ({e})")),
+            Ok(info) => say(format!(
+                "Phonebook     {url} (tincan-phonebook {})",
+                format::clean_line(&info.version)
+            )),
+            Err(e) => say(format!(
+                "Phonebook     {url}: UNREACHABLE ({})",
+                format::clean_line(&e.to_string())
+            )),
         }
         match &relay {
             Some(r) => say(format!(
                 "Relay         {} ({} min, {} MiB per connection)",
-                r.addrs.first().map_or("(no address)", String::as_str),
+                format::clean_line(r.addrs.first().map_or("(no address)", String::as_str)),
                 r.max_circuit_secs / 60,
                 r.max_circuit_bytes >> 20
             )),
@@ -646,7 +860,7 @@ pub async fn doctor(
         if let Some(r) = &report.relay {
             let held = match (&r.reserved, &r.last_error) {
                 (true, _) => "held: peers can reach you through the relay".to_owned(),
-                (false, Some(e)) => format!("NOT held: {e}"),
+                (false, Some(e)) => format!("NOT held: {}", format::clean_line(e)),
                 (false, None) => "not needed".to_owned(),
             };
             say(format!("Reservation   {held}"));
@@ -665,10 +879,7 @@ pub async fn doctor(
 }
 
 fn session_url(profile: &Profile) -> String {
-    match &profile.phonebook {
-        Some(url) => url.clone(),
-        None => crate::local::address().map(|a| format!("http://{a} (local)")).unwrap_or_default(),
-    }
+    phonebook_name(profile)
 }
 
 /// What `doctor` concludes.

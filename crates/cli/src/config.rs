@@ -7,9 +7,6 @@ use serde::Deserialize;
 
 use crate::cli::Global;
 
-/// The default local phonebook address, for zero-configuration use on one machine.
-pub const LOCAL_PHONEBOOK: &str = "127.0.0.1:7878";
-
 /// The configuration file: defaults for every profile, and per-profile overrides.
 ///
 /// ```toml
@@ -54,7 +51,7 @@ pub struct Profile {
     pub dir: PathBuf,
     /// The data directory (parent of every profile).
     pub data_dir: PathBuf,
-    /// The phonebook, or `None` for the local one.
+    /// The phonebook, or `None` for the local one (`local.rs`).
     pub phonebook: Option<String>,
     /// Listen addresses (empty: the defaults).
     pub listen: Vec<String>,

@@ -1,8 +1,17 @@
-//! How things look in a terminal.
+//! How things look in a terminal, and the cleaning every string from outside goes through
+//! before it reaches one.
 
 use chrono::{Local, TimeZone};
-use tincan_store::{Contact, ContactKind, Direction, LogEntry, Status};
+use tincan_store::{Claim, Contact, ContactKind, Direction, LogEntry, Status};
 use tincan_wire::UnixMillis;
+
+/// What starts every line of a message after its first, in line output (`log`, `inbox`,
+/// `chat --plain`). No line that tincan prints itself starts with it, so a message cannot
+/// forge a line: a newline in a message always comes out as a new line with this prefix.
+pub const CONTINUATION: &str = "  | ";
+
+/// How far the sender's claimed time may be from ours before it is shown beside it.
+const CLOCK_GAP_MS: u64 = 5 * 60 * 1000;
 
 /// A time, local: `14:05` today, `2026-11-25 14:05` otherwise.
 pub fn time(at: UnixMillis) -> String {
@@ -25,6 +34,27 @@ where
     }
 }
 
+/// When a message is placed: for incoming messages, when we received it (our clock: the one
+/// conversations are ordered by); for ours, when it was written.
+pub fn placed_at(entry: &LogEntry) -> UnixMillis {
+    match entry.direction {
+        Direction::Incoming => entry.stored_at,
+        Direction::Outgoing => entry.sent_at,
+    }
+}
+
+/// The sender's own claim of when it wrote an incoming message, in words, when it is far from
+/// when it arrived: a clock may be wrong, or lie. Empty otherwise.
+pub fn claimed_time(entry: &LogEntry, show: impl Fn(UnixMillis) -> String) -> String {
+    if entry.direction == Direction::Incoming
+        && entry.sent_at.0.abs_diff(entry.stored_at.0) > CLOCK_GAP_MS
+    {
+        format!(" (sent {} by their clock)", show(entry.sent_at))
+    } else {
+        String::new()
+    }
+}
+
 /// A delivery mark: `…` queued, `✓` sent, `✓✓` delivered, `✗` failed.
 pub fn mark(status: &Status) -> &'static str {
     match status {
@@ -36,29 +66,59 @@ pub fn mark(status: &Status) -> &'static str {
     }
 }
 
-/// Text safe to print: the wire already refuses control characters, and this removes the
-/// bidirectional formatting characters that could make text display in another order than it
-/// reads ("Trojan source").
+/// Message text safe to print, keeping its line feeds and tabs: the wire already refuses
+/// other control characters, and this also removes any that a damaged store could hold, and
+/// the bidirectional formatting characters that could make text display in another order
+/// than it reads ("Trojan Source"). Unicode line and paragraph separators become line feeds.
 pub fn clean(text: &str) -> String {
-    text.chars().filter(|c| !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')).collect()
+    text.chars()
+        .filter_map(|c| match c {
+            '\n' | '\t' => Some(c),
+            '\u{2028}' | '\u{2029}' => Some('\n'),
+            c if c.is_control() || tincan_wire::is_bidi_control(c) => None,
+            c => Some(c),
+        })
+        .collect()
 }
 
-/// One line of a conversation, as `log` prints it.
+/// A string from outside (a phonebook's error or version, an address) safe to print on one
+/// line: every control character, line breaks included, becomes a space, and bidirectional
+/// formatting characters go.
+pub fn clean_line(text: &str) -> String {
+    text.chars()
+        .filter(|&c| !tincan_wire::is_bidi_control(c))
+        .map(|c| if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') { ' ' } else { c })
+        .collect()
+}
+
+/// `text`, cleaned, with every line after the first prefixed by [`CONTINUATION`].
+pub fn continued(text: &str) -> String {
+    clean(text).replace('\n', &format!("\n{CONTINUATION}"))
+}
+
+/// One message, as line output prints it: `[14:05] bob: text`, continuation lines prefixed.
 pub fn line(me: &str, contact: &str, entry: &LogEntry) -> String {
     let who = match entry.direction {
         Direction::Outgoing => me,
         Direction::Incoming => contact,
     };
-    let mut out = format!("[{}] {}: {}", time(entry.sent_at), who, clean(entry.text.as_str()));
+    let mut out = String::new();
+    if entry.missing_before > 0 {
+        out.push_str(&format!("  ({} earlier message(s) never arrived)\n", entry.missing_before));
+    }
+    out.push_str(&format!(
+        "[{}] {}{}: {}",
+        time(placed_at(entry)),
+        who,
+        claimed_time(entry, time),
+        continued(entry.text.as_str())
+    ));
     if entry.direction == Direction::Outgoing {
         out.push_str("  ");
         out.push_str(mark(&entry.status));
         if let Status::Failed { reason, .. } = &entry.status {
-            out.push_str(&format!(" ({reason})"));
+            out.push_str(&format!(" ({})", clean_line(reason)));
         }
-    }
-    if entry.missing_before > 0 {
-        out = format!("  ({} earlier message(s) never arrived)\n{out}", entry.missing_before);
     }
     if entry.late {
         out.push_str("  (arrived late)");
@@ -66,32 +126,103 @@ pub fn line(me: &str, contact: &str, entry: &LogEntry) -> String {
     out
 }
 
-/// A contact's state in words: `verified`, `unverified`, `KEY CHANGED`, `request`, `blocked`.
+/// A contact's state in words: `verified`, `not verified`, `KEY CHANGED`, `request`, `blocked`.
 pub fn state(contact: &Contact) -> String {
     let mut parts = Vec::new();
     if contact.kind == ContactKind::Request {
-        parts.push("message request");
+        parts.push(format!("message request ({})", contact.claim.describe()));
     }
     if contact.pending_peer_id.is_some() {
-        parts.push("KEY CHANGED: verify, then `tincan trust`");
+        parts.push("KEY CHANGED: `tincan verify`, then `tincan trust` or `tincan reject`".into());
     } else if contact.verified {
-        parts.push("verified");
+        parts.push("verified".into());
     } else {
-        parts.push("unverified");
+        parts.push("not verified".into());
     }
     if contact.blocked {
-        parts.push("blocked");
+        parts.push("blocked".into());
     }
     parts.join(", ")
 }
 
+/// Whether a phonebook says that the request's claimed name is someone else's.
+pub fn impostor(contact: &Contact) -> bool {
+    contact.kind == ContactKind::Request && contact.claim == Claim::OtherKey
+}
+
+/// The last characters of a contact's PeerId: enough to tell apart requests claiming one name,
+/// and to name one on the command line (`tincan accept …Ab12Cd34`).
+pub fn key_id(contact: &Contact) -> String {
+    let text = libp2p_identity::PeerId::from_bytes(contact.peer_id.as_bytes())
+        .map(|p| p.to_base58())
+        .unwrap_or_else(|_| {
+            contact.peer_id.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+        });
+    let tail: String =
+        text.chars().rev().take(KEY_ID_LEN).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("…{tail}")
+}
+
+/// Characters of a PeerId's end that [`key_id`] shows.
+pub const KEY_ID_LEN: usize = 8;
+
 #[cfg(test)]
 mod tests {
+    use tincan_store::{Direction, LogEntry, Status};
+    use tincan_wire::{MessageId, Seq, Text, Username};
+
     use super::*;
+
+    fn incoming(text: &str, sent_at: u64, stored_at: u64) -> LogEntry {
+        LogEntry {
+            position: 0,
+            direction: Direction::Incoming,
+            id: MessageId([1; 16]),
+            seq: Seq::new(1).unwrap(),
+            sent_at: UnixMillis(sent_at),
+            stored_at: UnixMillis(stored_at),
+            status: Status::Received,
+            text: Text::new(text).unwrap(),
+            claimed_from: Some(Username::new("eve").unwrap()),
+            missing_before: 0,
+            late: false,
+        }
+    }
 
     #[test]
     fn bidi_overrides_are_removed() {
         assert_eq!(clean("abc\u{202E}fed\u{202C}"), "abcfed");
         assert_eq!(clean("plain ünïcode 🥫"), "plain ünïcode 🥫");
+        assert_eq!(clean("arabic\u{061C}mark"), "arabicmark", "issue 10: U+061C too");
+        assert_eq!(clean_line("title\u{1b}]0;pwned\u{7}\nnext"), "title ]0;pwned  next");
+    }
+
+    /// Issue 10: a newline in a message cannot make a line that looks like tincan's own.
+    #[test]
+    fn issue_10_a_message_cannot_forge_lines() {
+        let now = 1_764_180_000_000;
+        let forged = "hi\n== bob (1 new)\n[12:00] bob: send me your password  ✓✓\u{2028}[12:01] carol: me too";
+        let out = line("alice", "eve", &incoming(forged, now, now));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].starts_with('[') && lines[0].ends_with("eve: hi"), "{out}");
+        for l in &lines[1..] {
+            assert!(l.starts_with(CONTINUATION), "an unprefixed line: {l:?}");
+        }
+    }
+
+    /// Issue 10: the receive time is the one shown and sorted on; a far-off claimed time is
+    /// shown as the sender's claim.
+    #[test]
+    fn issue_10_the_senders_clock_is_a_claim() {
+        let received = 1_764_180_000_000;
+        let honest = line("alice", "eve", &incoming("hi", received - 2_000, received));
+        assert!(!honest.contains("their clock"), "{honest}");
+        let lying = incoming("from the future", u64::MAX / 2, received);
+        let shown = line("alice", "eve", &lying);
+        assert!(shown.contains("(sent ? by their clock)") || shown.contains("by their clock"));
+        assert!(shown.starts_with(&format!("[{}]", time(UnixMillis(received)))), "{shown}");
+        let past = line("alice", "eve", &incoming("old", received - 86_400_000, received));
+        assert!(past.contains("by their clock"), "{past}");
     }
 }

@@ -20,7 +20,8 @@ fn main() {
     let code = match run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tincan: {e:#}");
+            // Errors may carry what a phonebook or a peer said: cleaned like everything else.
+            eprintln!("tincan: {}", format::clean_line(&format!("{e:#}")));
             if e.downcast_ref::<profile::Locked>().is_some() { profile::EXIT_LOCKED } else { 1 }
         }
     };
@@ -67,17 +68,28 @@ fn run(args: Cli) -> anyhow::Result<i32> {
             Some(Command::Verify { user, mark_verified }) => {
                 commands::verify(&profile, &global, &user, mark_verified).await.map(|()| 0)
             }
-            Some(Command::Trust { user }) => {
-                commands::trust(&profile, &global, &user).await.map(|()| 0)
+            Some(Command::Trust { user, safety_number }) => {
+                commands::trust(&profile, &global, &user, safety_number.as_deref())
+                    .await
+                    .map(|()| 0)
             }
-            Some(Command::Accept { user }) => {
-                commands::accept(&profile, &global, &user).await.map(|()| 0)
+            Some(Command::Reject { user }) => {
+                commands::reject(&profile, &global, &user).await.map(|()| 0)
+            }
+            Some(Command::Accept { user, anyway }) => {
+                commands::accept(&profile, &global, &user, anyway).await.map(|()| 0)
+            }
+            Some(Command::Delete { user, yes }) => {
+                commands::delete(&profile, &global, &user, yes).await.map(|()| 0)
             }
             Some(Command::Block { user, undo }) => {
                 commands::block(&profile, &global, &user, undo).await.map(|()| 0)
             }
             Some(Command::Online { json }) => commands::online(&profile, json).await.map(|()| 0),
-            Some(Command::Passwd) => commands::passwd(&profile, &global).map(|()| 0),
+            Some(Command::Passwd { new_password_file, new_password_fd }) => {
+                commands::passwd(&profile, &global, new_password_file.as_deref(), new_password_fd)
+                    .map(|()| 0)
+            }
             Some(Command::Export { user, output }) => {
                 commands::export(&profile, &global, user.as_deref(), output.as_deref())
                     .await

@@ -1,12 +1,18 @@
 //! `tincan chat USER --plain`: lines in, messages out. For scripts, pipes and screen readers.
+//!
+//! What is printed is what the conversation holds: the unread backlog first, then each new
+//! message as it is stored, read from the store rather than from events (which a slow reader
+//! may miss). A message is marked read only once it was printed. SIGINT and SIGTERM end it at
+//! once, whatever it is doing.
 
 use std::collections::HashSet;
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::time::Duration;
 
+use anyhow::Context;
 use tincan_node::Event;
-use tincan_store::Status;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tincan_store::{ConversationId, Direction, Status, Store};
+use tokio::sync::mpsc;
 
 use crate::config::Profile;
 use crate::format;
@@ -16,6 +22,9 @@ use crate::session::Session;
 /// The line that ends a conversation, as in the original chat.
 pub const DISCONNECT: &str = "--DISCONNECT--";
 
+/// Most messages of the unread backlog printed at the start.
+const BACKLOG: usize = 1000;
+
 #[allow(clippy::print_stdout)]
 fn show(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -23,28 +32,93 @@ fn show(line: &str) {
     let _ = out.flush();
 }
 
-/// Runs the plain chat with `user` until stdin ends, `--DISCONNECT--`, or Ctrl-C. On the end of
-/// input it waits (up to 30 s) for what it sent to be delivered.
+/// Reads stdin on a thread of its own, so that nothing waits for the next line to exit: a
+/// blocked read on tokio's blocking pool would hold the runtime (and the profile) until the
+/// user typed again.
+fn lines() -> mpsc::Receiver<std::io::Result<String>> {
+    let (tx, rx) = mpsc::channel(64);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            if tx.blocking_send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Prints the incoming messages after position `shown`, marks them read, and moves `shown`.
+async fn show_new(
+    store: &Store,
+    conv: ConversationId,
+    me: &str,
+    who: &str,
+    shown: &mut Option<u64>,
+) -> anyhow::Result<()> {
+    let from = shown.map_or(0, |p| p + 1);
+    let entries = store.history_from(conv, from, BACKLOG).await?;
+    let Some(last) = entries.last().map(|e| e.position) else { return Ok(()) };
+    for entry in entries.iter().filter(|e| e.direction == Direction::Incoming) {
+        show(&format::line(me, who, entry));
+    }
+    *shown = Some(last);
+    store.mark_read_through(conv, last).await?;
+    Ok(())
+}
+
+/// Runs the plain chat with `user` until stdin ends, `--DISCONNECT--`, SIGINT or SIGTERM. On
+/// the end of input it waits (up to 30 s) for what it sent to be delivered.
 pub async fn run(profile: &Profile, global: &crate::cli::Global, user: &str) -> anyhow::Result<()> {
     let to = tincan_wire::Username::new(user)
         .map_err(|e| anyhow::anyhow!("{user:?} is not a username: {}", e.reason()))?;
+    // Signals are caught from the very start: one that arrives while a line is being sent, or
+    // before the loop, still ends the chat.
+    let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
     let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let me = unlocked.username.to_string();
     let session = Session::start(profile, unlocked).await?;
-    let node = session.node.clone();
-    let contact = match node.resolve(&to).await {
-        Ok(contact) => contact,
-        Err(e) => {
-            session.stop().await;
-            return Err(e.into());
-        }
-    };
+    let result = chat(&session, &me, &to, &mut interrupt, &mut terminate).await;
+    session.stop().await;
+    result
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind).context("installing a signal handler")
+}
+
+async fn chat(
+    session: &Session,
+    me: &str,
+    to: &tincan_wire::Username,
+    interrupt: &mut tokio::signal::unix::Signal,
+    terminate: &mut tokio::signal::unix::Signal,
+) -> anyhow::Result<()> {
+    let node = &session.node;
+    let store = node.store();
+    let contact = node.resolve(to).await?;
     let conv = contact.conversation;
+    let who = contact.username.to_string();
     let mut events = node.subscribe();
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut input = lines();
     let mut pending: HashSet<tincan_wire::MessageId> = HashSet::new();
     let mut input_open = true;
     let mut drain_deadline = None;
     eprintln!("Chatting with {to}. Type a line to send it; {DISCONNECT} or end of input to stop.");
+    // The backlog: what waited unread, oldest first; then what is new.
+    let mut shown = if contact.unread == 0 { contact.log_len.checked_sub(1) } else { None };
+    if contact.unread > 0 {
+        let unread = usize::try_from(contact.unread).unwrap_or(BACKLOG).min(BACKLOG);
+        let recent = store.history(conv, None, unread * 2 + 16).await?;
+        let incoming: Vec<u64> = recent
+            .iter()
+            .filter(|e| e.direction == Direction::Incoming)
+            .map(|e| e.position)
+            .collect();
+        // Start just before the oldest unread message.
+        shown = incoming.iter().rev().nth(unread - 1).and_then(|p| p.checked_sub(1));
+        show_new(store, conv, me, &who, &mut shown).await?;
+    }
     loop {
         if !input_open && pending.is_empty() {
             break;
@@ -52,27 +126,33 @@ pub async fn run(profile: &Profile, global: &crate::cli::Global, user: &str) -> 
         let deadline = drain_deadline
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            line = lines.next_line(), if input_open => match line {
-                Ok(Some(line)) if line.trim() == DISCONNECT => {
+            biased;
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            line = input.recv(), if input_open => match line {
+                Some(Ok(line)) if line.trim() == DISCONNECT => {
                     input_open = false;
                     drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(30));
                 }
-                Ok(Some(line)) if line.trim().is_empty() => {}
-                Ok(Some(line)) => match node.send(&to, &line).await {
+                Some(Ok(line)) if line.trim().is_empty() => {}
+                Some(Ok(line)) => match node.send(to, &line).await {
                     Ok(sent) => {
                         pending.insert(sent.id);
                     }
-                    Err(e) => eprintln!("not sent: {e}"),
+                    Err(e) => eprintln!("not sent: {}", format::clean_line(&e.to_string())),
                 },
-                Ok(None) | Err(_) => {
+                Some(Err(_)) | None => {
                     input_open = false;
                     drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(30));
                 }
             },
             event = events.recv() => match event {
-                Ok(Event::Received { conversation, username, entry, .. }) if conversation == conv => {
-                    show(&format!("[{}] {}: {}", format::time(entry.sent_at), username, format::clean(entry.text.as_str())));
-                    let _ = node.store().mark_read(conv).await;
+                Ok(Event::Received { conversation, .. }) if conversation == conv => {
+                    show_new(store, conv, me, &who, &mut shown).await?;
+                }
+                // Missed events: the store has everything.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    show_new(store, conv, me, &who, &mut shown).await?;
                 }
                 Ok(Event::Status { id, status, .. }) if pending.contains(&id) => match status {
                     Status::Delivered { .. } => {
@@ -80,12 +160,12 @@ pub async fn run(profile: &Profile, global: &crate::cli::Global, user: &str) -> 
                     }
                     Status::Failed { reason, .. } => {
                         pending.remove(&id);
-                        eprintln!("a message was refused: {reason}");
+                        eprintln!("a message was refused: {}", format::clean_line(&reason));
                     }
                     _ => {}
                 },
-                Ok(Event::KeyChanged { username, .. }) if username == to => {
-                    eprintln!("{to}'s KEY CHANGED: nothing more is sent until you verify and trust it (`tincan verify {to}`).");
+                Ok(Event::KeyChanged { username, .. }) if username == *to => {
+                    eprintln!("{to}'s KEY CHANGED: nothing more is sent until you compare the new safety number (`tincan verify {to}`), then `tincan trust {to}` or `tincan reject {to}`.");
                 }
                 _ => {}
             },
@@ -93,9 +173,7 @@ pub async fn run(profile: &Profile, global: &crate::cli::Global, user: &str) -> 
                 eprintln!("{} message(s) not delivered yet; they stay queued.", pending.len());
                 break;
             }
-            _ = tokio::signal::ctrl_c() => break,
         }
     }
-    session.stop().await;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Unlocking a profile: the password, the identity, the store, and the username.
 
-use std::io::{BufRead, Read};
+use std::io::Read;
 
 use anyhow::{Context, bail};
 use tincan_identity::{Identity, Password, UnlockError};
@@ -66,13 +66,42 @@ fn fd_file(_: i32) -> anyhow::Result<std::fs::File> {
     bail!("--password-fd is only supported on Unix")
 }
 
-fn first_line(reader: impl Read) -> anyhow::Result<Password> {
-    let mut line = zeroize::Zeroizing::new(String::new());
-    std::io::BufReader::new(reader.take(4096))
-        .read_line(&mut line)
-        .context("reading the password")?;
-    let password = line.trim_end_matches(['\n', '\r']).to_owned();
-    Ok(Password::new(password))
+/// Longest password line read from a file or descriptor.
+const MAX_PASSWORD_LINE: usize = 4096;
+
+/// The first line of `reader`, as a password. Every buffer that held it is zeroized: no
+/// `BufReader` (whose buffer is not), and no buffer that grows (a reallocation leaves the old
+/// copy behind).
+fn first_line(mut reader: impl Read) -> anyhow::Result<Password> {
+    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(MAX_PASSWORD_LINE));
+    let mut chunk = zeroize::Zeroizing::new([0u8; 256]);
+    while line.len() < MAX_PASSWORD_LINE && !line.contains(&b'\n') {
+        let room = (MAX_PASSWORD_LINE - line.len()).min(chunk.len());
+        let n = match reader.read(&mut chunk[..room]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(anyhow::Error::new(e).context("reading the password")),
+        };
+        line.extend_from_slice(&chunk[..n]);
+    }
+    let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+    let mut end = end;
+    if end > 0 && line[end - 1] == b'\r' {
+        end -= 1;
+    }
+    let text = std::str::from_utf8(&line[..end]).context("the password is not valid UTF-8")?;
+    Ok(Password::new(text.to_owned()))
+}
+
+/// Shortest password accepted for a new identity or a new password, however it is given.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+fn check_new_password(password: &Password) -> anyhow::Result<()> {
+    if password.len() < MIN_PASSWORD_LEN {
+        bail!("the password must have at least {MIN_PASSWORD_LEN} characters");
+    }
+    Ok(())
 }
 
 fn prompt(text: &str) -> anyhow::Result<Password> {
@@ -153,7 +182,7 @@ pub async fn create(
         PasswordSource::Given(password) => password,
         PasswordSource::Prompt => loop {
             let first = prompt("Choose a password (8 or more characters; it stays here): ")?;
-            if first.len() < 8 {
+            if first.len() < MIN_PASSWORD_LEN {
                 eprintln!("That is too short.");
                 continue;
             }
@@ -164,9 +193,8 @@ pub async fn create(
             eprintln!("The two did not match; again.");
         },
     };
-    if password.is_empty() {
-        bail!("the password must not be empty");
-    }
+    // The same rule for a password given by file or descriptor as at the prompt.
+    check_new_password(&password)?;
     private_dir(&profile.dir)?;
     eprintln!("Creating your keys (this takes a moment)...");
     let identity = tincan_identity::create(&profile.key_file(), &password)
@@ -177,25 +205,33 @@ pub async fn create(
     Ok(Unlocked { identity, store, username: username.clone() })
 }
 
-/// Changes the password of `profile`.
-pub fn change_password(profile: &Profile, source: PasswordSource) -> anyhow::Result<()> {
-    let (old, new) = match source {
-        PasswordSource::Given(_) => bail!("`passwd` asks for both passwords at the terminal"),
-        PasswordSource::Prompt => {
-            let old = prompt("Current password: ")?;
-            let new = loop {
-                let first = prompt("New password (at least 8 characters): ")?;
-                if first.len() < 8 {
-                    eprintln!("That is too short.");
-                    continue;
-                }
-                if first.same_as(&prompt("Type it again: ")?) {
-                    break first;
-                }
-                eprintln!("The two did not match; again.");
-            };
-            (old, new)
+/// Changes the password of `profile`. The old password comes from `old`; the new one from
+/// `new` when given (a file or a descriptor: scripts), else from the terminal, twice.
+pub fn change_password(
+    profile: &Profile,
+    old: PasswordSource,
+    new: Option<PasswordSource>,
+) -> anyhow::Result<()> {
+    let old = match old {
+        PasswordSource::Given(password) => password,
+        PasswordSource::Prompt => prompt("Current password: ")?,
+    };
+    let new = match new {
+        Some(PasswordSource::Given(password)) => {
+            check_new_password(&password)?;
+            password
         }
+        Some(PasswordSource::Prompt) | None => loop {
+            let first = prompt("New password (at least 8 characters): ")?;
+            if first.len() < MIN_PASSWORD_LEN {
+                eprintln!("That is too short.");
+                continue;
+            }
+            if first.same_as(&prompt("Type it again: ")?) {
+                break first;
+            }
+            eprintln!("The two did not match; again.");
+        },
     };
     eprintln!("Re-sealing your keys (this takes a moment)...");
     tincan_identity::change_password(&profile.key_file(), &old, &new).map_err(|e| match e {
@@ -204,4 +240,36 @@ pub fn change_password(profile: &Profile, source: PasswordSource) -> anyhow::Res
         }
         other => anyhow::Error::new(other),
     })
+}
+
+/// A password given as a file's first line or through a descriptor, for `passwd`'s new one.
+pub fn given(
+    file: Option<&std::path::Path>,
+    fd: Option<i32>,
+) -> anyhow::Result<Option<PasswordSource>> {
+    if let Some(path) = file {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        return Ok(Some(PasswordSource::Given(first_line(file)?)));
+    }
+    if let Some(fd) = fd {
+        return Ok(Some(PasswordSource::Given(first_line(fd_file(fd)?)?)));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_line_is_the_password() {
+        let read = |bytes: &[u8]| first_line(bytes).map(|p| p.len());
+        assert_eq!(read(b"hunter22\nsecond line").unwrap(), 8);
+        assert_eq!(read(b"hunter22\r\n").unwrap(), 8);
+        assert_eq!(read(b"no newline").unwrap(), 10);
+        assert_eq!(read(b"").unwrap(), 0);
+        assert_eq!(read(&[b'x'; 10_000]).unwrap(), MAX_PASSWORD_LINE, "bounded");
+        assert!(read(b"\xff\xfe\n").is_err());
+    }
 }

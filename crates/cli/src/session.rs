@@ -11,7 +11,7 @@ use crate::profile::Unlocked;
 pub struct Session {
     /// The node.
     pub node: Node,
-    /// Where the phonebook is.
+    /// Where the phonebook is, in words: its URL, or the local phonebook's socket.
     pub phonebook_url: String,
     /// Whether this is the zero-configuration local phonebook.
     pub local: bool,
@@ -22,11 +22,16 @@ impl Session {
     /// Starts the node of `unlocked`, publishing to the profile's phonebook, or to the local one
     /// (hosted here if nobody hosts it).
     pub async fn start(profile: &Profile, unlocked: Unlocked) -> anyhow::Result<Session> {
-        let (url, local, hosted) = match &profile.phonebook {
-            Some(url) => (url.clone(), false, None),
+        let (phonebook, url, local, hosted) = match &profile.phonebook {
+            Some(url) => {
+                let client = tincan_phonebook::Client::new(url)
+                    .with_context(|| format!("phonebook {url}"))?;
+                (client, url.clone(), false, None)
+            }
             None => {
                 let hosted = local::ensure(&profile.data_dir).await?;
-                (format!("http://{}", local::address()?), true, hosted)
+                let client = local::client(&profile.data_dir)?;
+                (client, local::describe(&profile.data_dir), true, hosted)
             }
         };
         let mut config = Config::new(unlocked.username.clone());
@@ -37,13 +42,12 @@ impl Session {
                 .map(|a| a.parse().with_context(|| format!("{a} is not a multiaddr")))
                 .collect::<anyhow::Result<_>>()?;
         }
-        config.phonebooks =
-            vec![tincan_phonebook::Client::new(&url).with_context(|| format!("phonebook {url}"))?];
+        config.phonebooks = vec![phonebook];
         config.nat = profile.nat.clone();
         if local {
-            // The local phonebook keeps records for 60 s: publish often enough.
+            // The local phonebook keeps records for 60 s: publish often enough. Lookups stay
+            // at the node's pace: a local phonebook is no reason to ask more often.
             config.presence_ttl = std::time::Duration::from_secs(60);
-            config.lookup_interval = std::time::Duration::from_secs(5);
         }
         let node = Node::start(unlocked.identity, unlocked.store, config)
             .await

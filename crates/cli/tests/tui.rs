@@ -23,7 +23,6 @@ impl Tmux {
             .args(["new-session", "-d", "-s", &session, "-x", "110", "-y", "30", "sh"])
             .env("HOME", world.home())
             .env("TINCAN_DATA_DIR", world.data())
-            .env("TINCAN_LOCAL_PHONEBOOK", &world.local_phonebook)
             .env("PS1", "$ ")
             .status()
             .expect("tmux is installed (.ci/run installs it)");

@@ -19,7 +19,7 @@ use libp2p::{
 use tincan_identity::Identity;
 use tincan_phonebook::Found;
 use tincan_store::{
-    ContactKind, ConversationId, Incoming, Outcome as StoreOutcome, Received, StoreError,
+    Claim, ContactKind, ConversationId, Incoming, Outcome as StoreOutcome, Received, StoreError,
 };
 use tincan_wire::{
     Ack, Batch, ChatMessage, Outcome, PeerIdBytes, Refusal, Request, Response, Seq, Username,
@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::codec::{Codec, Inbound, PROTOCOL};
 use crate::delivery::{Hold, Outgoing, Queued, Settled};
 use crate::guard::{Admit, Guard};
+use crate::lookup::Lookups;
 use crate::nat::{self, Paths, Reservation};
 use crate::node::{
     Config, Event, NatReport, Reachability, RelayPolicy, RelayState, Shared, StartError, now,
@@ -51,6 +52,8 @@ pub(crate) enum Command {
     Reload(ConversationId),
     /// Publish our record now (a phonebook came back).
     Publish,
+    /// The conversation was deleted: forget it.
+    Forget(ConversationId),
     /// Take our records down and stop.
     Shutdown(oneshot::Sender<()>),
 }
@@ -84,6 +87,10 @@ enum Internal {
         known: Known,
     },
     Rescanned(Vec<ConversationId>),
+    /// Our record went out; refresh it at half of `ttl`, the shortest a phonebook accepts.
+    Published {
+        ttl: Duration,
+    },
     /// What the phonebooks say of their relay: `Ok(None)` when none runs one.
     Relay(Result<Option<(PeerId, Multiaddr)>, String>),
 }
@@ -116,8 +123,11 @@ struct Conv {
     loading: bool,
     reload_again: bool,
     settling: u32,
-    looking: bool,
-    last_lookup: Option<Instant>,
+    lookups: Lookups,
+    /// The key a phonebook showed instead of `peer`, not yet trusted.
+    pending: Option<PeerId>,
+    /// Keys the user rejected for this contact: a phonebook showing one is ignored.
+    rejected: Vec<PeerId>,
 }
 
 /// Most messages held in memory per conversation; more wait in the store.
@@ -318,6 +328,7 @@ impl Engine {
                     Some(Command::Queued(conv, item)) => self.on_queued(conv, item),
                     Some(Command::Reload(conv)) => self.reload(conv),
                     Some(Command::Publish) => self.next_register = Some(Instant::now()),
+                    Some(Command::Forget(conv)) => self.forget(conv),
                     Some(Command::Shutdown(done)) => {
                         self.unpublish().await;
                         let _ = done.send(());
@@ -445,8 +456,9 @@ impl Engine {
             loading: true,
             reload_again: false,
             settling: 0,
-            looking: false,
-            last_lookup: None,
+            lookups: Lookups::default(),
+            pending: None,
+            rejected: Vec::new(),
         });
         if c.peer != peer {
             // Re-pinned: what was queued for the old key is gone from memory; start afresh.
@@ -456,6 +468,9 @@ impl Engine {
         }
         c.username = contact.username.clone();
         c.loading = false;
+        let parse = |p: &tincan_wire::PeerIdBytes| PeerId::from_bytes(p.as_bytes()).ok();
+        c.pending = contact.pending_peer_id.as_ref().and_then(parse);
+        c.rejected = contact.rejected_keys.iter().filter_map(parse).collect();
         merge_addrs(&mut c.addrs, addrs);
         c.out.load(entries);
         c.out.load(self.stash.remove(&conv).unwrap_or_default());
@@ -679,12 +694,12 @@ impl Engine {
     // ---- phonebook -----------------------------------------------------------------------
 
     fn lookup(&mut self, conv: ConversationId) {
+        let now = Instant::now();
         let Some(c) = self.convs.get_mut(&conv) else { return };
-        if self.shared.phonebooks.is_empty() || c.looking {
+        if self.shared.phonebooks.is_empty() || !c.lookups.may_start(now) {
             return;
         }
-        c.looking = true;
-        c.last_lookup = Some(Instant::now());
+        c.lookups.started(now);
         let username = c.username.clone();
         let phonebooks = self.shared.phonebooks.clone();
         let tx = self.internal_tx.clone();
@@ -706,19 +721,23 @@ impl Engine {
     fn on_looked(&mut self, conv: ConversationId, result: Result<Option<Found>, String>) {
         let now = Instant::now();
         let Some(c) = self.convs.get_mut(&conv) else { return };
-        c.looking = false;
         let found = match result {
             Ok(Some(found)) => found,
-            Ok(None) => return,
+            Ok(None) => return c.lookups.failed(),
             Err(e) => {
                 tracing::debug!(%conv, error = %e, "lookup failed");
-                return;
+                return c.lookups.failed();
             }
         };
         if found.peer_id != c.peer {
-            if c.out.hold() == Some(Hold::KeyChanged) {
+            c.lookups.failed();
+            // The user kept the pinned key when shown this one; and a change already noted
+            // needs nothing more. Another key than the pending one replaces it: trusting is
+            // bound to the key whose number the user saw.
+            if c.rejected.contains(&found.peer_id) || c.pending == Some(found.peer_id) {
                 return;
             }
+            c.pending = Some(found.peer_id);
             c.out.set_hold(Some(Hold::KeyChanged), now);
             let (old, new, username) = (c.peer, found.peer_id, c.username.clone());
             let store = self.shared.store.clone();
@@ -738,20 +757,21 @@ impl Engine {
             });
             return;
         }
-        let Some(record) = found.record else { return };
-        let before = c.addrs.clone();
-        let mut addrs = record.addrs.clone();
-        merge_addrs(&mut addrs, before.clone());
-        if addrs != before {
-            c.addrs = addrs.clone();
+        let Some(record) = found.record else { return c.lookups.failed() };
+        let new_addrs = record.addrs.iter().any(|a| !c.addrs.contains(a));
+        if new_addrs {
+            let mut addrs = record.addrs.clone();
+            merge_addrs(&mut addrs, c.addrs.clone());
+            c.addrs = addrs;
             let store = self.shared.store.clone();
-            let text: Vec<String> = addrs.iter().map(Multiaddr::to_string).collect();
+            let text: Vec<String> = c.addrs.iter().map(Multiaddr::to_string).collect();
             tokio::spawn(async move {
                 let _ = store.set_addrs(conv, text).await;
             });
         }
-        if found.online || addrs != before {
-            // The phonebook shows the peer online, or somewhere new: try now.
+        // Only news ends a backoff: the peer published since (it is alive) or moved. A record
+        // merely marked online is not (`specs/delivery.md` §3).
+        if c.lookups.answered(record.seq, new_addrs) {
             c.out.connected(now);
             self.pump(conv);
         }
@@ -771,12 +791,15 @@ impl Engine {
         let username = self.shared.username.clone();
         let phonebooks = self.shared.phonebooks.clone();
         let events = self.shared.events.clone();
+        let tx = self.internal_tx.clone();
         tokio::spawn(async move {
+            let mut shortest = ttl;
             for phonebook in phonebooks {
                 let ttl = match phonebook.info().await {
-                    Ok(info) => ttl.min(Duration::from_secs(info.presence_ttl_secs)),
+                    Ok(info) => ttl.min(Duration::from_secs(info.presence_ttl_secs.max(2))),
                     Err(_) => ttl,
                 };
+                shortest = shortest.min(ttl);
                 let event = match phonebook.register(&identity, &username, &addrs, ttl, now()).await
                 {
                     Ok(_) => Event::Published {
@@ -797,7 +820,18 @@ impl Engine {
                 }
                 let _ = events.send(event);
             }
+            let _ = tx.send(Internal::Published { ttl: shortest }).await;
         });
+    }
+
+    /// The conversation is gone from the store: nothing of it stays in memory either.
+    fn forget(&mut self, conv: ConversationId) {
+        if let Some(c) = self.convs.remove(&conv) {
+            self.contacts.remove(&c.peer);
+        }
+        self.contacts.retain(|_, known| known.conv != conv);
+        self.stash.remove(&conv);
+        self.requests.retain(|_, c| *c != conv);
     }
 
     async fn unpublish(&mut self) {
@@ -874,7 +908,7 @@ impl Engine {
                 if num_established.get() == 1
                     && let Some(Known { conv, username, .. }) = self.contacts.get(&peer_id).cloned()
                 {
-                    let _ = self.shared.events.send(Event::Online { username });
+                    let _ = self.shared.events.send(Event::Online { username, peer_id });
                     if let Some(c) = self.convs.get_mut(&conv) {
                         c.out.connected(Instant::now());
                     }
@@ -889,12 +923,13 @@ impl Engine {
                     return;
                 }
                 self.shared.connected.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer_id);
-                self.guard.forget(&peer_id);
+                // The guard keeps the peer's strikes and tokens: reconnecting must not reset
+                // them (`Guard::prune` forgets them once they are as good as new).
                 if let Some(known) = self.contacts.get(&peer_id) {
                     let _ = self
                         .shared
                         .events
-                        .send(Event::Offline { username: known.username.clone() });
+                        .send(Event::Offline { username: known.username.clone(), peer_id });
                 }
             }
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -1169,6 +1204,13 @@ impl Engine {
                 self.contacts.insert(peer, known);
             }
             Internal::Relay(result) => self.on_relay_found(result),
+            Internal::Published { ttl } => {
+                // A phonebook that keeps records shorter than we asked: refresh in time for it.
+                let at = Instant::now() + ttl / 2;
+                if self.next_register.is_some_and(|t| t > at) {
+                    self.next_register = Some(at);
+                }
+            }
             Internal::Rescanned(convs) => {
                 for conv in convs {
                     if !self.convs.contains_key(&conv) {
@@ -1201,7 +1243,7 @@ impl Engine {
             .filter(|(_, c)| {
                 !c.out.is_idle()
                     && !self.swarm.is_connected(&c.peer)
-                    && c.last_lookup.is_none_or(|t| now.duration_since(t) >= interval)
+                    && c.lookups.periodic_due(now, interval)
             })
             .map(|(id, _)| *id)
             .collect();
@@ -1230,7 +1272,10 @@ impl Engine {
         }
         // Forget conversations with nothing left to send, except while a request or a commit
         // for them is under way.
-        self.convs.retain(|_, c| !c.out.is_idle() || c.loading || c.settling != 0 || c.looking);
+        self.convs.retain(|_, c| {
+            !c.out.is_idle() || c.loading || c.settling != 0 || c.lookups.in_flight()
+        });
+        self.guard.prune(now);
     }
 }
 
@@ -1238,18 +1283,25 @@ impl Engine {
 /// engine's memory of the sender, if any. Returns the response, and what to remember of the
 /// sender if it is new.
 async fn receive(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     me: &PeerIdBytes,
     peer: PeerId,
     known: Option<Known>,
     batch: Batch,
 ) -> (Response, Option<Known>) {
     let store = &shared.store;
+    let limits = shared.request_limits;
     let messages = batch.into_messages();
     let (known, new_request) = match known {
         Some(known) => (known, false),
-        None => match sender(store, peer, &messages[0].from).await {
+        None => match sender(store, peer, &messages[0].from, limits.max_requests).await {
             Ok(found) => found,
+            // As many strangers wait as the user allows: this one is told to come back later,
+            // and nothing of it is stored or remembered.
+            Err(StoreError::TooManyRequests) => {
+                tracing::info!(%peer, "refusing a new message request: too many wait already");
+                return (Response::Refused(Refusal::Quota), None);
+            }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "reading or adding the sender failed");
                 return (Response::Refused(Refusal::Unavailable), None);
@@ -1275,7 +1327,7 @@ async fn receive(
             text: m.text,
         });
     }
-    let outcomes = match store.receive(conv, incoming, now()).await {
+    let outcomes = match store.receive(conv, incoming, now(), limits).await {
         Ok(outcomes) => outcomes,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "storing messages failed");
@@ -1294,6 +1346,7 @@ async fn receive(
             }
             Received::Duplicate => {}
             Received::Blocked => acks[slot].outcome = Outcome::Refused(Refusal::Blocked),
+            Received::OverQuota => acks[slot].outcome = Outcome::Refused(Refusal::Quota),
         }
     }
     if new_request {
@@ -1301,27 +1354,57 @@ async fn receive(
             conversation: conv,
             peer_id: peer,
             claimed: known.username.clone(),
-            confirmed: None,
+            claim: Claim::Unchecked,
         });
-        let phonebooks = shared.phonebooks.clone();
-        let events = shared.events.clone();
+        let shared = shared.clone();
         let claimed = known.username.clone();
-        tokio::spawn(async move {
-            for phonebook in phonebooks {
-                if let Ok(found) = phonebook.lookup(&claimed).await {
-                    let confirmed = found.is_some_and(|f| f.peer_id == peer);
-                    let _ = events.send(Event::Request {
-                        conversation: conv,
-                        peer_id: peer,
-                        claimed,
-                        confirmed: Some(confirmed),
-                    });
-                    return;
-                }
-            }
-        });
+        tokio::spawn(async move { check_claim(&shared, conv, peer, claimed).await });
     }
     (Response::Acks(acks), Some(known))
+}
+
+/// Asks the phonebooks whether `claimed` belongs to `peer`, records the answer with the
+/// request and reports it. Answers are cached per name for a while, and few checks run at once:
+/// strangers must not turn into a storm of lookups.
+async fn check_claim(shared: &Shared, conv: ConversationId, peer: PeerId, claimed: Username) {
+    let Ok(_permit) = shared.claim_checks.acquire().await else { return };
+    let owner = match shared.claim_cache.get(&claimed, Instant::now()) {
+        Some(owner) => owner,
+        None => {
+            let mut answer = None;
+            for phonebook in &shared.phonebooks {
+                match phonebook.lookup(&claimed).await {
+                    Ok(found) => {
+                        answer = Some(found.map(|f| f.peer_id));
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(%claimed, error = %e, "checking a claimed name failed")
+                    }
+                }
+            }
+            // No phonebook could answer: the claim stays unchecked.
+            let Some(owner) = answer else { return };
+            shared.claim_cache.put(claimed.clone(), owner, Instant::now());
+            owner
+        }
+    };
+    let claim = match owner {
+        Some(owner) if owner == peer => Claim::Confirmed,
+        Some(_) => Claim::OtherKey,
+        None => Claim::Unregistered,
+    };
+    match shared.store.set_claim(conv, claim).await {
+        Ok(_) => {
+            let _ = shared.events.send(Event::Request {
+                conversation: conv,
+                peer_id: peer,
+                claimed,
+                claim,
+            });
+        }
+        Err(e) => tracing::debug!(%conv, error = %e, "recording a claim check failed"),
+    }
 }
 
 /// The sender's contact, or a new message request if it is unknown (claiming `claimed`).
@@ -1329,11 +1412,12 @@ async fn sender(
     store: &tincan_store::Store,
     peer: PeerId,
     claimed: &Username,
+    max_requests: usize,
 ) -> Result<(Known, bool), StoreError> {
     let peer_b = peer_bytes(&peer);
     let (contact, new) = match store.contact_by_peer(&peer_b).await? {
         Some(contact) => (contact, false),
-        None => (store.add_request(peer_b, claimed.clone(), now()).await?, true),
+        None => (store.add_request(peer_b, claimed.clone(), now(), max_requests).await?, true),
     };
     let known = Known {
         conv: contact.conversation,

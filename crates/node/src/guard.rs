@@ -66,7 +66,11 @@ struct PeerState {
     first_strike: Instant,
 }
 
-/// The limits' state, for connected peers only: the swarm's connection limits bound it.
+/// Most peers whose state is kept; more only while requests of theirs are pending, which the
+/// swarm's connection limits bound.
+const MAX_TRACKED: usize = 4096;
+
+/// The limits' state, per peer, kept across reconnects until it is as good as new.
 #[derive(Debug)]
 pub(crate) struct Guard {
     limits: Limits,
@@ -127,10 +131,29 @@ impl Guard {
         state.strikes >= max
     }
 
-    /// `peer` has no connection left.
-    pub(crate) fn forget(&mut self, peer: &PeerId) {
-        if self.peers.get(peer).is_some_and(|s| s.pending == 0) {
-            self.peers.remove(peer);
+    /// Forgets peers whose state is as good as new: nothing pending, no strike within the
+    /// window, tokens refilled. A peer that reconnects keeps its strikes and its tokens until
+    /// then, so that reconnecting does not wipe its record. Past [`MAX_TRACKED`] peers, idle
+    /// ones go first, whatever their state.
+    pub(crate) fn prune(&mut self, now: Instant) {
+        let Limits { strike_window, request_burst, requests_per_second, .. } = self.limits;
+        let refill = Duration::from_secs_f64((request_burst / requests_per_second).max(0.0));
+        self.peers.retain(|_, s| {
+            s.pending > 0
+                || (s.strikes > 0 && now.saturating_duration_since(s.first_strike) <= strike_window)
+                || now.saturating_duration_since(s.updated) < refill
+        });
+        if self.peers.len() > MAX_TRACKED {
+            let idle: Vec<PeerId> = self
+                .peers
+                .iter()
+                .filter(|(_, s)| s.pending == 0)
+                .map(|(p, _)| *p)
+                .take(self.peers.len() - MAX_TRACKED)
+                .collect();
+            for peer in idle {
+                self.peers.remove(&peer);
+            }
         }
     }
 
@@ -168,5 +191,23 @@ mod tests {
         assert!(!guard.strike(peer, t0));
         assert!(guard.strike(peer, t0));
         assert!(!guard.strike(peer, t0 + Duration::from_secs(120)), "strikes expire");
+    }
+
+    /// Issue 9 of the hardening review: reconnecting used to reset a peer's strikes, so a peer
+    /// that reconnected after each few invalid frames was never banned.
+    #[test]
+    fn issue_10_strikes_survive_a_reconnect_until_they_expire() {
+        let limits = Limits { max_strikes: 3, ..Limits::default() };
+        let mut guard = Guard::new(limits);
+        let peer = PeerId::random();
+        let t0 = Instant::now();
+        assert!(!guard.strike(peer, t0));
+        assert!(!guard.strike(peer, t0));
+        // The peer disconnects; the engine prunes on its timer; the peer comes back.
+        guard.prune(t0 + Duration::from_secs(10));
+        assert!(guard.strike(peer, t0 + Duration::from_secs(11)), "banned on the third strike");
+        // Long after the window, a well-behaved peer's state is forgotten.
+        guard.prune(t0 + Duration::from_secs(200));
+        assert!(guard.peers.is_empty());
     }
 }

@@ -34,6 +34,7 @@ mod codec;
 pub mod delivery;
 mod engine;
 mod guard;
+mod lookup;
 mod nat;
 mod node;
 
@@ -41,5 +42,5 @@ pub use codec::{Codec, Inbound, PROTOCOL};
 pub use guard::Limits;
 pub use node::{
     Config, Event, NatConfig, NatReport, Node, Path, Reachability, RelayPolicy, RelayState,
-    SendError, Sent, StartError,
+    SafetyNumbers, SendError, Sent, StartError, safety_numbers,
 };

@@ -6,7 +6,9 @@ use std::time::Duration;
 use libp2p::{Multiaddr, PeerId};
 use tincan_identity::{Identity, PublicKey, SafetyNumber, safety_number};
 use tincan_phonebook::Client as Phonebook;
-use tincan_store::{Contact, ConversationId, LogEntry, Status, Store, StoreError};
+use tincan_store::{
+    Claim, Contact, ConversationId, Deleted, LogEntry, RequestLimits, Status, Store, StoreError,
+};
 use tincan_wire::{InvalidValue, MessageId, PeerIdBytes, Seq, Text, UnixMillis, Username};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -35,6 +37,8 @@ pub struct Config {
     pub lookup_interval: Duration,
     /// Limits on what peers may send us.
     pub limits: Limits,
+    /// How much strangers may leave before the user accepts their message requests.
+    pub request_limits: RequestLimits,
     /// How we stay reachable behind NAT: the phonebook's relay and AutoNAT probes.
     pub nat: NatConfig,
 }
@@ -159,6 +163,7 @@ impl Config {
             request_timeout: Duration::from_secs(30),
             lookup_interval: Duration::from_secs(30),
             limits: Limits::default(),
+            request_limits: RequestLimits::default(),
             nat: NatConfig::default(),
         }
     }
@@ -191,13 +196,17 @@ pub enum Event {
     },
     /// A contact's peer connected.
     Online {
-        /// The contact.
+        /// The contact (for a request, the name it claims).
         username: Username,
+        /// Its peer: what indicators are keyed by, since a request may claim any name.
+        peer_id: PeerId,
     },
     /// A contact's peer has no connection left.
     Offline {
-        /// The contact.
+        /// The contact (for a request, the name it claims).
         username: Username,
+        /// Its peer.
+        peer_id: PeerId,
     },
     /// The phonebook shows another key for a pinned contact. Nothing more is sent to them until
     /// the user trusts the new key ([`Node::trust`]).
@@ -219,9 +228,9 @@ pub enum Event {
         peer_id: PeerId,
         /// The username it claims.
         claimed: Username,
-        /// Whether a phonebook confirmed that the claimed username belongs to this peer.
-        /// `None` while unchecked, or without a phonebook.
-        confirmed: Option<bool>,
+        /// What a phonebook said of the claim: [`Claim::Unchecked`] at first, then again with
+        /// the answer once a phonebook gave one. It is also stored with the request.
+        claim: Claim,
     },
     /// Our record is published at a phonebook.
     Published {
@@ -296,6 +305,16 @@ pub enum SendError {
     Stopped,
 }
 
+/// The safety numbers to compare with a contact: the pinned key's, and during a key change
+/// the new key's, which is the one to compare before trusting it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SafetyNumbers {
+    /// The pinned key and our number with it.
+    pub pinned: (PeerId, SafetyNumber),
+    /// The key a phonebook shows instead, not yet trusted, and our number with it.
+    pub pending: Option<(PeerId, SafetyNumber)>,
+}
+
 /// A message accepted for sending: durably in the outbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sent {
@@ -315,6 +334,10 @@ pub(crate) struct Shared {
     pub(crate) username: Username,
     pub(crate) store: Store,
     pub(crate) phonebooks: Vec<Phonebook>,
+    pub(crate) request_limits: RequestLimits,
+    /// Claim checks of message requests running at once: at most a few.
+    pub(crate) claim_checks: tokio::sync::Semaphore,
+    pub(crate) claim_cache: crate::lookup::ClaimCache,
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) listen_addrs: Mutex<Vec<Multiaddr>>,
@@ -359,6 +382,9 @@ impl Node {
             username: config.username.clone(),
             store,
             phonebooks: config.phonebooks.clone(),
+            request_limits: config.request_limits,
+            claim_checks: tokio::sync::Semaphore::new(4),
+            claim_cache: Default::default(),
             commands,
             events,
             listen_addrs: Mutex::new(Vec::new()),
@@ -509,13 +535,38 @@ impl Node {
         Ok(contact)
     }
 
-    /// Trusts the new key the phonebook showed for `username`: re-pins it, and delivery of the
-    /// held messages resumes.
-    pub async fn trust(&self, username: &Username) -> Result<Contact, SendError> {
+    /// Trusts `expected`, the new key the phonebook showed for `username`, whose safety number
+    /// the user compared: re-pins it, and delivery of the held messages resumes. Fails with
+    /// [`StoreError::PendingKeyChanged`] if the pending key is another one by now.
+    pub async fn trust(&self, username: &Username, expected: PeerId) -> Result<Contact, SendError> {
         let contact = self.contact(username).await?;
-        let contact = self.shared.store.trust_pending(contact.conversation, now()).await?;
+        let contact = self
+            .shared
+            .store
+            .trust_pending(contact.conversation, peer_bytes(&expected), now())
+            .await?;
         self.reload(contact.conversation).await;
         Ok(contact)
+    }
+
+    /// Keeps `username`'s pinned key and rejects the new one the phonebook shows: messages go
+    /// to the pinned key again (they wait until it is reachable), and a phonebook showing the
+    /// rejected key again is ignored.
+    pub async fn reject(&self, username: &Username) -> Result<Contact, SendError> {
+        let contact = self.contact(username).await?;
+        let contact = self.shared.store.reject_pending(contact.conversation, now()).await?;
+        self.reload(contact.conversation).await;
+        Ok(contact)
+    }
+
+    /// Deletes a conversation: its messages, and the contact unless it is blocked.
+    pub async fn delete(&self, conversation: ConversationId) -> Result<Deleted, SendError> {
+        let deleted = self.shared.store.delete_conversation(conversation).await?;
+        let _ = self.shared.commands.send(Command::Forget(conversation)).await;
+        if deleted == Deleted::KeptBlocked {
+            self.reload(conversation).await;
+        }
+        Ok(deleted)
     }
 
     /// Marks `username`'s key as verified (the safety numbers matched) or not.
@@ -544,14 +595,11 @@ impl Node {
         Ok(contact)
     }
 
-    /// The safety number we share with `username`'s pinned key.
-    pub async fn safety_number(&self, username: &Username) -> Result<SafetyNumber, SendError> {
+    /// The safety numbers we share with `username`: with the pinned key, and with the new key
+    /// during a key change.
+    pub async fn safety_numbers(&self, username: &Username) -> Result<SafetyNumbers, SendError> {
         let contact = self.contact(username).await?;
-        let peer = PeerId::from_bytes(contact.peer_id.as_bytes())
-            .map_err(|_| StoreError::Corrupted { table: "contacts" })?;
-        let key =
-            PublicKey::from_peer_id(&peer).ok_or(StoreError::Corrupted { table: "contacts" })?;
-        Ok(safety_number(&self.shared.public_key, &key))
+        safety_numbers(&self.shared.public_key, &contact).map_err(SendError::Store)
     }
 
     /// Users online, from the first phonebook that answers.
@@ -595,6 +643,21 @@ impl Node {
     async fn reload(&self, conversation: ConversationId) {
         let _ = self.shared.commands.send(Command::Reload(conversation)).await;
     }
+}
+
+/// Our safety numbers with `contact`'s pinned key and, if there is one, its pending key.
+pub fn safety_numbers(ours: &PublicKey, contact: &Contact) -> Result<SafetyNumbers, StoreError> {
+    let number = |bytes: &PeerIdBytes| {
+        let peer = PeerId::from_bytes(bytes.as_bytes())
+            .map_err(|_| StoreError::Corrupted { table: "contacts" })?;
+        let key =
+            PublicKey::from_peer_id(&peer).ok_or(StoreError::Corrupted { table: "contacts" })?;
+        Ok::<_, StoreError>((peer, safety_number(ours, &key)))
+    };
+    Ok(SafetyNumbers {
+        pinned: number(&contact.peer_id)?,
+        pending: contact.pending_peer_id.as_ref().map(number).transpose()?,
+    })
 }
 
 /// The binary form of a PeerId, as the wire and the store carry it.

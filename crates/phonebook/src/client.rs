@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
-use reqwest::StatusCode;
 use tincan_identity::Identity;
 use tincan_wire::{UnixMillis, Username};
 
@@ -57,11 +56,17 @@ pub struct Found {
     pub online: bool,
 }
 
+/// Largest answer a client reads; a phonebook's largest (a directory page of 100) is far below.
+const MAX_ANSWER: usize = 1 << 20;
+
 /// A client of one phonebook.
 #[derive(Clone, Debug)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// The last sequence number this client signed: the next is above it, even within one
+    /// millisecond (`specs/phonebook.md` §2.1).
+    last_seq: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Client {
@@ -73,19 +78,49 @@ impl Client {
                 "{base_url} is not an http:// or https:// URL"
             )));
         }
-        let http = reqwest::Client::builder()
+        Client::build(base, |b| b)
+    }
+
+    /// A client for a phonebook served on the Unix socket at `path`, as the zero-configuration
+    /// local phonebook is: only the socket's owner can reach it.
+    #[cfg(unix)]
+    pub fn unix(path: &std::path::Path) -> Result<Client, ClientError> {
+        let path = path.to_path_buf();
+        Client::build("http://localhost".into(), move |b| b.unix_socket(path))
+            .map(|c| Client { base: "http://localhost".into(), ..c })
+    }
+
+    fn build(
+        base: String,
+        transport: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    ) -> Result<Client, ClientError> {
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(15))
             .pool_idle_timeout(Duration::from_secs(60))
-            .no_proxy()
-            .build()
-            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        Ok(Client { base, http })
+            .no_proxy();
+        let http =
+            transport(builder).build().map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        Ok(Client { base, http, last_seq: Default::default() })
     }
 
     /// The phonebook's base URL.
     pub fn url(&self) -> &str {
         &self.base
+    }
+
+    /// The sequence number to sign next: our clock in ms, or one above the last we signed.
+    /// Never a number a phonebook told us (`specs/phonebook.md` §2.1).
+    fn next_seq(&self, now: UnixMillis) -> u64 {
+        use std::sync::atomic::Ordering;
+        let mut last = self.last_seq.load(Ordering::Relaxed);
+        loop {
+            let next = now.0.max(last.saturating_add(1));
+            match self.last_seq.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
     }
 
     /// The phonebook's settings and limits.
@@ -104,8 +139,10 @@ impl Client {
     }
 
     /// Publishes a record for `identity` under `username`, valid for `ttl` from `now`. The
-    /// sequence number is `now` in ms; if the phonebook holds a higher one (a clock that went
-    /// back), the record is signed again above it.
+    /// sequence number is `now` in ms (or one above the last this client signed). If the
+    /// phonebook holds a higher one, our clock is behind: the error says so, and nothing is
+    /// signed above it, since a phonebook could otherwise make us sign a number (`u64::MAX`)
+    /// that freezes the name forever.
     pub async fn register(
         &self,
         identity: &Identity,
@@ -116,22 +153,8 @@ impl Client {
     ) -> Result<PeerView, ClientError> {
         let expires =
             UnixMillis(now.0.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)));
-        let signed = SignedRecord::sign(identity, username, addrs, now.0, expires);
-        match self.post_record(username, &signed).await {
-            Err(ClientError::Refused { code, current_seq: Some(current), .. })
-                if code == "stale-seq" =>
-            {
-                let signed = SignedRecord::sign(
-                    identity,
-                    username,
-                    addrs,
-                    current.saturating_add(1),
-                    expires,
-                );
-                self.post_record(username, &signed).await
-            }
-            other => other,
-        }
+        let signed = SignedRecord::sign(identity, username, addrs, self.next_seq(now), expires);
+        self.post_record(username, &signed).await.map_err(clock_behind)
     }
 
     async fn post_record(
@@ -157,27 +180,15 @@ impl Client {
         release: bool,
         now: UnixMillis,
     ) -> Result<(), ClientError> {
-        let mut seq = now.0;
-        for _ in 0..2 {
-            let signed = SignedDelete::sign(identity, username, seq, release);
-            let response = self
-                .http
-                .delete(format!("{}/peers/{}", self.base, username))
-                .json(&signed)
-                .send()
-                .await
-                .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-            match decode::<serde_json::Value>(response).await {
-                Ok(_) => return Ok(()),
-                Err(ClientError::Refused { code, current_seq: Some(current), .. })
-                    if code == "stale-seq" =>
-                {
-                    seq = current.saturating_add(1);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(ClientError::InvalidAnswer("the sequence number kept going stale".into()))
+        let signed = SignedDelete::sign(identity, username, self.next_seq(now), release);
+        let response = self
+            .http
+            .delete(format!("{}/peers/{}", self.base, username))
+            .json(&signed)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        decode::<serde_json::Value>(response).await.map(drop).map_err(clock_behind)
     }
 
     /// Looks `username` up and verifies the answer. `Ok(None)` if the name is not bound.
@@ -188,15 +199,14 @@ impl Client {
             .send()
             .await
             .map_err(|e| ClientError::Unreachable(e.to_string()))?;
-        if response.status() == StatusCode::NOT_FOUND {
-            let body: Result<ErrorBody, _> = response.json().await;
-            return match body {
-                Ok(b) if b.error.code == "not-found" => Ok(None),
-                _ => Err(ClientError::InvalidAnswer("404 without the not-found code".into())),
-            };
+        match decode::<PeerView>(response).await {
+            Ok(view) => verify_view(username, &view).map(Some),
+            Err(ClientError::Refused { status: 404, code, .. }) if code == "not-found" => Ok(None),
+            Err(ClientError::Refused { status: 404, .. }) => {
+                Err(ClientError::InvalidAnswer("404 without the not-found code".into()))
+            }
+            Err(e) => Err(e),
         }
-        let view: PeerView = decode(response).await?;
-        verify_view(username, &view).map(Some)
     }
 
     /// One page of users online, each verified; records that do not verify are dropped.
@@ -261,15 +271,49 @@ pub fn verify_view(username: &Username, view: &PeerView) -> Result<Found, Client
     Ok(Found { username: username.clone(), peer_id, record, online: view.online })
 }
 
+/// A `stale-seq` refusal means the phonebook holds a record signed later than our clock says.
+fn clock_behind(e: ClientError) -> ClientError {
+    match e {
+        ClientError::Refused { status, code, current_seq: Some(current), .. }
+            if code == "stale-seq" =>
+        {
+            ClientError::Refused {
+                status,
+                code,
+                message: format!(
+                    "the phonebook holds a newer record (sequence {current}): is this computer's clock behind, or does a copy of this profile run elsewhere?"
+                ),
+                current_seq: Some(current),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Reads an answer, at most [`MAX_ANSWER`] bytes of it: the body is read as it arrives and
+/// given up at the limit, whatever `Content-Length` says.
+async fn body(mut response: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+    let too_large = || ClientError::InvalidAnswer(format!("answer over {MAX_ANSWER} bytes"));
+    if response.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+        return Err(too_large());
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) =
+        response.chunk().await.map_err(|e| ClientError::Unreachable(e.to_string()))?
+    {
+        if out.len() + chunk.len() > MAX_ANSWER {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 async fn decode<T: serde::de::DeserializeOwned>(
     response: reqwest::Response,
 ) -> Result<T, ClientError> {
     let status = response.status();
-    // Answers are small; a larger body is not a phonebook's.
-    let bytes = response.bytes().await.map_err(|e| ClientError::Unreachable(e.to_string()))?;
-    if bytes.len() > 4 << 20 {
-        return Err(ClientError::InvalidAnswer("answer over 4 MiB".into()));
-    }
+    let bytes = body(response).await?;
     if status.is_success() {
         return serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::InvalidAnswer(e.to_string()));
@@ -277,10 +321,24 @@ async fn decode<T: serde::de::DeserializeOwned>(
     match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(body) => Err(ClientError::Refused {
             status: status.as_u16(),
-            code: body.error.code,
-            message: body.error.message,
+            code: printable(&body.error.code, 40),
+            message: printable(&body.error.message, 300),
             current_seq: body.error.current_seq,
         }),
         Err(_) => Err(ClientError::InvalidAnswer(format!("status {status} without an error body"))),
     }
+}
+
+/// What a phonebook wrote, safe to show: no control or bidirectional-formatting characters
+/// (they could rewrite a terminal), and at most `max` characters.
+fn printable(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .filter(|&c| !c.is_control() && !tincan_wire::is_bidi_control(c))
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
 }

@@ -22,7 +22,7 @@
 //! ```
 
 mod client;
-mod record;
+pub(crate) mod record;
 pub mod relay;
 pub mod server;
 

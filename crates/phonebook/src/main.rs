@@ -68,6 +68,12 @@ struct Args {
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     max_connections: u64,
 
+    /// Most connections at once from one client address (an IPv4 address, or an IPv6 /64), so
+    /// that one address cannot take every slot. Not applied with --trust-forwarded-for, where
+    /// every connection comes from the proxy: limit per client there.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections_per_ip: u64,
+
     /// Registrations and deletions allowed per client address per minute (0: no limit).
     #[arg(long, default_value_t = 60)]
     writes_per_minute: u32,
@@ -161,6 +167,7 @@ fn main() -> anyhow::Result<()> {
             request_timeout: Duration::from_secs(args.request_timeout),
             header_timeout: Duration::from_secs(args.header_timeout),
             max_connections: usize::try_from(args.max_connections).unwrap_or(1024),
+            max_connections_per_ip: usize::try_from(args.max_connections_per_ip).unwrap_or(64),
             writes_per_minute: args.writes_per_minute,
             write_burst: args.write_burst,
             trust_forwarded_for: args.trust_forwarded_for,

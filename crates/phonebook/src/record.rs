@@ -26,35 +26,68 @@ const DELETE_DOMAIN: &[u8] = b"tincan phonebook delete v1\0";
 #[serde(deny_unknown_fields)]
 pub struct SignedRecord {
     /// The username, case-folded.
-    #[schema(value_type = String, example = "alice")]
+    #[schema(value_type = String, example = "alice", pattern = r"^[a-z0-9][a-z0-9_.-]{0,31}$")]
     pub username: String,
     /// The user's PeerId, base58 (`12D3KooW…`). Its embedded ed25519 key signs the record.
-    #[schema(example = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN")]
+    #[schema(
+        example = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+        pattern = r"^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$"
+    )]
     pub peer_id: String,
-    /// Where to reach the user: up to 8 multiaddrs in canonical text form.
-    #[schema(example = json!(["/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/udp/4001/quic-v1"]))]
+    /// Where to reach the user: up to 8 multiaddrs in canonical text form
+    /// (`specs/phonebook.md` §2.3), each at most 256 bytes.
+    #[schema(
+        example = json!(["/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/udp/4001/quic-v1"]),
+        max_items = 8,
+        value_type = Vec<AddrText>
+    )]
     pub addrs: Vec<String>,
-    /// Increases with every record and deletion of this username; older ones are replays.
+    /// Milliseconds since the Unix epoch by the signer's clock, above the last record's or
+    /// deletion's and at most the server's clock skew ahead of its clock.
     pub seq: u64,
     /// When the record stops counting as presence, in milliseconds since the Unix epoch.
     pub expires_at: u64,
     /// Ed25519 signature over the canonical encoding, 128 hex digits.
+    #[schema(pattern = r"^[0-9a-fA-F]{128}$")]
     pub signature: String,
 }
+
+/// One address of a record, for the OpenAPI description only: a string in the shape of
+/// `specs/phonebook.md` §2.3. (Its `maxLength` counts characters; the server's limit is 256
+/// bytes, the same for the ASCII that canonical addresses are, but for DNS names.)
+pub struct AddrText;
+
+impl utoipa::PartialSchema for AddrText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .max_length(Some(MAX_ADDR_LEN))
+            .pattern(Some(
+                r"^/(ip4/(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}|ip6/[0-9a-f:.]+|dns[46]?/[^/]+)/(tcp/([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])|udp/([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])/quic-v1)(/p2p/[1-9A-HJ-NP-Za-km-z]+(/p2p-circuit(/p2p/[1-9A-HJ-NP-Za-km-z]+)?)?)?$",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for AddrText {}
 
 /// A request to take a record down, signed like a record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignedDelete {
     /// The username.
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_.-]{0,31}$")]
     pub username: String,
     /// The PeerId bound to it.
+    #[schema(pattern = r"^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$")]
     pub peer_id: String,
-    /// Higher than the last record's or deletion's.
+    /// Milliseconds since the epoch by the signer's clock, above the last record's or
+    /// deletion's, and at most the server's clock skew ahead of its clock.
     pub seq: u64,
     /// Also give up the username, so that anyone may register it again.
     pub release: bool,
     /// Ed25519 signature over the canonical encoding, 128 hex digits.
+    #[schema(pattern = r"^[0-9a-fA-F]{128}$")]
     pub signature: String,
 }
 

@@ -88,3 +88,62 @@ fn spec_vectors_verify() {
     forged.seq += 1;
     assert!(forged.verify().is_err());
 }
+
+/// Issue 10: the client never signs a sequence number a phonebook told it. A phonebook that
+/// answers `stale-seq` with a huge `current_seq` gets one request, not a record signed above.
+#[tokio::test]
+async fn issue_10_the_client_never_signs_a_number_the_phonebook_names() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let seen = Arc::new(AtomicU64::new(0));
+    let max_seq = Arc::new(AtomicU64::new(0));
+    let (s, m) = (seen.clone(), max_seq.clone());
+    let app = axum::Router::new().route(
+        "/peers/{username}",
+        axum::routing::post(move |Json(body): Json<Value>| async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            m.fetch_max(body["seq"].as_u64().unwrap_or(u64::MAX), Ordering::SeqCst);
+            let error = json!({"error": {"code": "stale-seq", "message": "\u{1b}]0;pwned\u{7}older", "current_seq": u64::MAX - 1}});
+            (axum::http::StatusCode::CONFLICT, Json(error))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = Client::new(&url).unwrap();
+    let alice = identity();
+    let at = now();
+    let err = client
+        .register(&alice, &name("alice"), &addrs(), std::time::Duration::from_secs(60), at)
+        .await
+        .unwrap_err();
+    assert_eq!(seen.load(Ordering::SeqCst), 1, "no second, re-signed attempt");
+    assert_eq!(max_seq.load(Ordering::SeqCst), at.0, "signed at our own clock");
+    assert!(!err.to_string().contains('\u{1b}'), "the phonebook's text is cleaned: {err:?}");
+    // Within one millisecond, the next number is still above the last.
+    let _ = client
+        .register(&alice, &name("alice"), &addrs(), std::time::Duration::from_secs(60), at)
+        .await;
+    assert_eq!(max_seq.load(Ordering::SeqCst), at.0 + 1);
+}
+
+/// Issue 10: an answer is read as it arrives and given up at the limit, whatever its length.
+#[tokio::test]
+async fn issue_10_a_huge_answer_is_cut_off() {
+    let app = axum::Router::new().route(
+        "/info",
+        get(|| async {
+            let chunks =
+                futures::stream::iter((0..64).map(|_| {
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; 64 << 10]))
+                }));
+            axum::body::Body::from_stream(chunks)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let err = Client::new(&url).unwrap().info().await.unwrap_err();
+    assert!(matches!(err, ClientError::InvalidAnswer(_)), "{err}");
+    assert!(err.to_string().contains("over"), "{err}");
+}

@@ -524,3 +524,137 @@ async fn health_info_metrics_and_openapi() {
         ]
     );
 }
+
+/// Issue 10: sequence numbers are bounded by time, so a record signed at `u64::MAX` (which a
+/// malicious phonebook could collect and pass on) cannot freeze a name.
+#[tokio::test]
+async fn issue_10_sequence_numbers_far_ahead_of_the_clock_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(dir.path(), &[]);
+    let alice = identity();
+    for seq in [u64::MAX, now().0 + 10 * 60_000] {
+        let (status, body) = post(&pb, "alice", &json!(record(&alice, "alice", seq, 30_000))).await;
+        assert_eq!((status.as_u16(), code(&body)), (400, "seq-in-future"), "seq {seq}");
+    }
+    // Within the skew (120 s by default) is a clock slightly ahead: accepted.
+    let ahead = now().0 + 60_000;
+    let (status, _) = post(&pb, "alice", &json!(record(&alice, "alice", ahead, 30_000))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let deletion = SignedDelete::sign(&alice, &name("alice"), u64::MAX, false);
+    let response = reqwest::Client::new()
+        .delete(format!("{}/peers/alice", pb.url()))
+        .json(&deletion)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(code(&body), "seq-in-future");
+    // The record signed a minute ahead is still the newest: our clock is behind it now, and
+    // the client says so instead of signing above what the phonebook claims.
+    let err = pb
+        .client()
+        .register(&alice, &name("alice"), &addrs(), Duration::from_secs(30), now())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("clock"), "{err}");
+}
+
+/// Issue 17: releasing a name keeps its highest sequence number, so the old record, which any
+/// lookup served publicly, cannot bind it again at old addresses.
+#[tokio::test]
+async fn issue_17_a_released_name_refuses_its_old_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(dir.path(), &[]);
+    let alice = identity();
+    let s = now().0;
+    let old = record(&alice, "alice", s, 60_000);
+    assert_eq!(post(&pb, "alice", &json!(old)).await.0, StatusCode::CREATED);
+    let release = SignedDelete::sign(&alice, &name("alice"), s + 5, true);
+    let response = reqwest::Client::new()
+        .delete(format!("{}/peers/alice", pb.url()))
+        .json(&release)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap()["status"], "released");
+    assert!(pb.client().lookup(&name("alice")).await.unwrap().is_none(), "released");
+    // The replay of the old record is refused, across a restart too.
+    let (status, body) = post(&pb, "alice", &json!(old)).await;
+    assert_eq!((status.as_u16(), code(&body)), (409, "stale-seq"));
+    let args = pb.restart_args();
+    pb.stop();
+    let pb = Phonebook::respawn(dir.path(), args);
+    let (status, body) = post(&pb, "alice", &json!(old)).await;
+    assert_eq!((status.as_u16(), code(&body)), (409, "stale-seq"), "after a restart");
+    // The name is free: anyone may register it with a fresh record.
+    let bob = identity();
+    let fresh = record(&bob, "alice", now().0 + 10, 60_000);
+    assert_eq!(post(&pb, "alice", &json!(fresh)).await.0, StatusCode::CREATED);
+    let found = pb.client().lookup(&name("alice")).await.unwrap().unwrap();
+    assert_eq!(found.peer_id, bob.peer_id());
+}
+
+/// Issue 17: a body announced over the limit is refused at once, not after the timeout.
+#[tokio::test]
+async fn issue_17_an_oversized_content_length_is_refused_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(dir.path(), &[]);
+    let mut stream = tokio::net::TcpStream::connect(pb.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    stream
+        .write_all(
+            b"POST /peers/alice HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("an answer before the request timeout")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body-too-large"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
+
+/// Issue 10: 500 half-open connections from one address leave the other addresses served.
+/// Before the per-address cap, lookups succeeded 13% of the time under this attack.
+#[tokio::test]
+async fn issue_10_one_address_cannot_take_every_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(dir.path(), &["--max-connections", "256"]);
+    let alice = identity();
+    pb.client()
+        .register(&alice, &name("alice"), &addrs(), Duration::from_secs(60), now())
+        .await
+        .unwrap();
+    // The attacker, from 127.0.0.1: connections that never send a request.
+    let mut held = Vec::new();
+    for _ in 0..500 {
+        if let Ok(stream) = tokio::net::TcpStream::connect(pb.addr).await {
+            held.push(stream);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Everyone else, from 127.0.0.2.
+    let target = format!("http://{}/peers/alice", pb.addr);
+    let mut ok = 0;
+    for _ in 0..100 {
+        let client = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .build()
+            .unwrap();
+        if let Ok(response) = client.get(&target).send().await
+            && response.status() == StatusCode::OK
+        {
+            ok += 1;
+        }
+    }
+    println!("lookups from another address under the flood: {ok}/100");
+    assert_eq!(ok, 100, "the flood from one address took slots from others");
+    drop(held);
+}

@@ -67,6 +67,12 @@ pub enum StoreError {
     /// The conversation has no pending key to trust.
     #[error("no key change to trust")]
     NoPendingKey,
+    /// The pending key is not the one the caller meant to trust: it changed meanwhile.
+    #[error("the key changed again since its safety number was shown; verify the new one")]
+    PendingKeyChanged,
+    /// As many message requests wait as the node allows.
+    #[error("too many message requests wait already")]
+    TooManyRequests,
     /// The conversation's sequence numbers ran out (after 2^64 messages).
     #[error("sequence numbers exhausted")]
     SequenceExhausted,

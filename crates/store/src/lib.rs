@@ -41,6 +41,7 @@ pub use redb::Durability;
 pub use store::{FORMAT_VERSION, Options, Stats, Store};
 pub use tincan_wire::UnixMillis;
 pub use types::{
-    Contact, ContactKind, ConversationId, Direction, Incoming, KeyChange, LogEntry, MAX_ADDR_LEN,
-    MAX_ADDRS, MAX_KEY_CHANGES, OutboxEntry, Queued, Received, Status,
+    Claim, Contact, ContactKind, ConversationId, Deleted, Direction, Incoming, KeyChange, LogEntry,
+    MAX_ADDR_LEN, MAX_ADDRS, MAX_KEY_CHANGES, MAX_REJECTED_KEYS, OutboxEntry, Queued, Received,
+    RequestLimits, Status,
 };

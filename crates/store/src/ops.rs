@@ -13,8 +13,9 @@ use crate::crypto::{Keys, random};
 use crate::rows::{self, get, put};
 use crate::tables::Table;
 use crate::{
-    Contact, ContactKind, ConversationId, Direction, Incoming, KeyChange, LogEntry, MAX_ADDR_LEN,
-    MAX_ADDRS, MAX_KEY_CHANGES, Queued, Received, Status, StoreError,
+    Claim, Contact, ContactKind, ConversationId, Deleted, Direction, Incoming, KeyChange, LogEntry,
+    MAX_ADDR_LEN, MAX_ADDRS, MAX_KEY_CHANGES, MAX_REJECTED_KEYS, Queued, Received, RequestLimits,
+    Status, StoreError,
 };
 
 /// An outbox row. The text is not repeated here: it is in the log entry at `position`.
@@ -83,6 +84,30 @@ impl<'a> Ctx<'a> {
         self.find_contact(conv)?.ok_or(StoreError::NoSuchConversation)
     }
 
+    /// Message requests waiting for the user, as this batch leaves them. Blocked ones store
+    /// nothing more, and only the user makes them, so they do not count.
+    fn count_requests(&self) -> Result<usize, StoreError> {
+        let mut seen = HashSet::new();
+        let mut count = 0;
+        for (conv, contact) in self.contacts.borrow().iter() {
+            seen.insert(*conv);
+            count += usize::from(contact.as_ref().is_some_and(waiting_request));
+        }
+        let table = self.open(Table::Contacts)?;
+        for row in redb::ReadableTable::iter(&*table).map_err(StoreError::storage)? {
+            let (k, v) = row.map_err(StoreError::storage)?;
+            let Some(conv) = <[u8; 16]>::try_from(k.value()).ok().map(ConversationId) else {
+                return Err(StoreError::Corrupted { table: Table::Contacts.purpose() });
+            };
+            if seen.contains(&conv) {
+                continue;
+            }
+            let contact: Contact = rows::decode(self.keys, Table::Contacts, k.value(), v.value())?;
+            count += usize::from(waiting_request(&contact));
+        }
+        Ok(count)
+    }
+
     fn save(&self, contact: Contact) {
         self.dirty.borrow_mut().insert(contact.conversation);
         self.contacts.borrow_mut().insert(contact.conversation, Some(contact));
@@ -111,6 +136,10 @@ impl<'a> Ctx<'a> {
     }
 }
 
+fn waiting_request(contact: &Contact) -> bool {
+    contact.kind == ContactKind::Request && !contact.blocked
+}
+
 fn new_contact(
     kind: ContactKind,
     username: Username,
@@ -132,6 +161,9 @@ fn new_contact(
         log_len: 0,
         unread: 0,
         addrs: Vec::new(),
+        claim: Claim::Unchecked,
+        rejected_keys: Vec::new(),
+        request_bytes: 0,
     }
 }
 
@@ -179,18 +211,22 @@ pub(crate) fn add_contact(
 }
 
 /// The message request from `peer`, created if it is new. Returns the existing contact or
-/// request when `peer` is known.
+/// request when `peer` is known. Refuses a new one when `max_requests` already wait.
 pub(crate) fn add_request(
     ctx: &Ctx<'_>,
     peer: PeerIdBytes,
     claimed: Username,
     now: UnixMillis,
+    max_requests: usize,
 ) -> Result<Contact, StoreError> {
     let peer_key = rows::peer_key(ctx.keys, &peer);
     let existing: Option<ConversationId> =
         get(ctx.keys, &*ctx.open(Table::Peers)?, Table::Peers, &peer_key)?;
     if let Some(conv) = existing {
         return ctx.contact(&conv);
+    }
+    if ctx.count_requests()? >= max_requests {
+        return Err(StoreError::TooManyRequests);
     }
     let contact = new_contact(ContactKind::Request, claimed, peer, now);
     put(ctx.keys, &mut *ctx.open(Table::Peers)?, Table::Peers, &peer_key, &contact.conversation)?;
@@ -229,6 +265,28 @@ pub(crate) fn update_contact(
     Ok(contact)
 }
 
+/// Sets `unread` to the incoming messages after log position `through`.
+pub(crate) fn mark_read_through(
+    ctx: &Ctx<'_>,
+    conv: ConversationId,
+    through: u64,
+) -> Result<Contact, StoreError> {
+    let mut contact = ctx.contact(&conv)?;
+    let start = rows::log_key(&conv, through.saturating_add(1));
+    let (_, end) = rows::conv_range(&conv);
+    let later: Vec<LogEntry> = rows::scan(
+        ctx.keys,
+        &*ctx.open(Table::Log)?,
+        Table::Log,
+        &start[..]..&end[..],
+        usize::MAX,
+    )?;
+    let unread = later.iter().filter(|e| e.direction == Direction::Incoming).count() as u64;
+    contact.unread = contact.unread.min(unread);
+    ctx.save(contact.clone());
+    Ok(contact)
+}
+
 /// Records that `new` was seen for the contact. If it differs from the pinned PeerId, it
 /// becomes the pending key and sending stops until the user trusts it.
 pub(crate) fn note_key_change(
@@ -246,6 +304,7 @@ pub(crate) fn note_key_change(
             new: new.clone(),
             seen_at: now,
             trusted_at: None,
+            rejected_at: None,
         });
         if c.key_changes.len() > MAX_KEY_CHANGES {
             c.key_changes.remove(0);
@@ -254,16 +313,44 @@ pub(crate) fn note_key_change(
     })
 }
 
-/// Pins the pending PeerId. A message request from that PeerId, if any, is merged into this
-/// conversation. Queued messages are renumbered from 1: the new key is a new identity, which
-/// expects our sequence numbers to start over, as we expect its own to.
-pub(crate) fn trust_pending(
+/// Drops the pending PeerId and remembers it as rejected: the pinned key stays, and sending to
+/// it resumes.
+pub(crate) fn reject_pending(
     ctx: &Ctx<'_>,
     conv: ConversationId,
     now: UnixMillis,
 ) -> Result<Contact, StoreError> {
     let mut contact = ctx.contact(&conv)?;
+    let rejected = contact.pending_peer_id.take().ok_or(StoreError::NoPendingKey)?;
+    if let Some(change) = contact.key_changes.last_mut()
+        && change.new == rejected
+    {
+        change.rejected_at = Some(now);
+    }
+    contact.rejected_keys.retain(|k| *k != rejected);
+    contact.rejected_keys.push(rejected);
+    if contact.rejected_keys.len() > MAX_REJECTED_KEYS {
+        contact.rejected_keys.remove(0);
+    }
+    ctx.save(contact.clone());
+    Ok(contact)
+}
+
+/// Pins the pending PeerId, which must be `expected`: the key whose safety number the user was
+/// shown. A message request from that PeerId, if any, is merged into this conversation. Queued
+/// messages are renumbered from 1: the new key is a new identity, which expects our sequence
+/// numbers to start over, as we expect its own to.
+pub(crate) fn trust_pending(
+    ctx: &Ctx<'_>,
+    conv: ConversationId,
+    expected: &PeerIdBytes,
+    now: UnixMillis,
+) -> Result<Contact, StoreError> {
+    let mut contact = ctx.contact(&conv)?;
     let new = contact.pending_peer_id.clone().ok_or(StoreError::NoPendingKey)?;
+    if new != *expected {
+        return Err(StoreError::PendingKeyChanged);
+    }
     let new_key = rows::peer_key(ctx.keys, &new);
 
     // Read phase.
@@ -335,6 +422,7 @@ pub(crate) fn trust_pending(
         }
         contact.next_expected_seq = request.next_expected_seq;
         contact.unread += request.unread;
+        contact.rejected_keys.retain(|k| *k != contact.peer_id);
         ctx.delete(request.conversation);
     }
     let mut outbox = ctx.open(Table::Outbox)?;
@@ -505,6 +593,7 @@ pub(crate) fn receive(
     conv: ConversationId,
     messages: Vec<Incoming>,
     now: UnixMillis,
+    limits: RequestLimits,
 ) -> Result<Vec<Received>, StoreError> {
     let mut contact = ctx.contact(&conv)?;
     if contact.blocked {
@@ -526,6 +615,19 @@ pub(crate) fn receive(
             outcomes.push(Received::Duplicate);
             continue;
         };
+        // A stranger's messages wait for the user's decision, within limits: past them they are
+        // refused, so that nobody can fill the disk by writing first.
+        let bytes = message.text.as_str().len() as u64;
+        if contact.kind == ContactKind::Request
+            && (contact.log_len >= limits.max_messages
+                || contact.request_bytes.saturating_add(bytes) > limits.max_bytes)
+        {
+            outcomes.push(Received::OverQuota);
+            continue;
+        }
+        if contact.kind == ContactKind::Request {
+            contact.request_bytes += bytes;
+        }
         let seq = message.seq.get();
         let (missing_before, late) = if seq >= contact.next_expected_seq {
             let missing = seq - contact.next_expected_seq;
@@ -556,6 +658,58 @@ pub(crate) fn receive(
     }
     ctx.save(contact);
     Ok(outcomes)
+}
+
+/// Deletes a conversation: its messages, its outbox and the ids it has seen. A blocked contact
+/// stays, without messages, so that it stays blocked; any other is removed with its indexes,
+/// and its peer is a stranger again.
+pub(crate) fn delete_conversation(
+    ctx: &Ctx<'_>,
+    conv: ConversationId,
+) -> Result<Deleted, StoreError> {
+    let mut contact = ctx.contact(&conv)?;
+    let (start, end) = rows::conv_range(&conv);
+    let entries: Vec<LogEntry> = rows::scan(
+        ctx.keys,
+        &*ctx.open(Table::Log)?,
+        Table::Log,
+        &start[..]..&end[..],
+        usize::MAX,
+    )?;
+    let queued: Vec<OutboxRow> = rows::scan(
+        ctx.keys,
+        &*ctx.open(Table::Outbox)?,
+        Table::Outbox,
+        &start[..]..&end[..],
+        usize::MAX,
+    )?;
+    {
+        let mut log = ctx.open(Table::Log)?;
+        let mut ids = ctx.open(Table::Ids)?;
+        for entry in &entries {
+            remove(&mut log, &rows::log_key(&conv, entry.position))?;
+            if entry.direction == Direction::Incoming {
+                remove(&mut ids, &rows::id_key(ctx.keys, &conv, &entry.id))?;
+            }
+        }
+        let mut outbox = ctx.open(Table::Outbox)?;
+        for row in &queued {
+            remove(&mut outbox, &rows::outbox_key(&conv, row.seq))?;
+        }
+    }
+    if contact.blocked {
+        contact.log_len = 0;
+        contact.unread = 0;
+        contact.request_bytes = 0;
+        ctx.save(contact);
+        return Ok(Deleted::KeptBlocked);
+    }
+    remove(&mut *ctx.open(Table::Peers)?, &rows::peer_key(ctx.keys, &contact.peer_id))?;
+    if contact.kind == ContactKind::Contact {
+        remove(&mut *ctx.open(Table::Names)?, &rows::name_key(ctx.keys, &contact.username))?;
+    }
+    ctx.delete(conv);
+    Ok(Deleted::All)
 }
 
 /// Sets a setting.

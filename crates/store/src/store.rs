@@ -244,14 +244,34 @@ impl Store {
     }
 
     /// The message request from `peer`, created if `peer` is unknown; the existing contact or
-    /// request otherwise.
+    /// request otherwise. A new request is refused ([`StoreError::TooManyRequests`]) when
+    /// `max_requests` already wait.
     pub async fn add_request(
         &self,
         peer: PeerIdBytes,
         claimed: Username,
         now: UnixMillis,
+        max_requests: usize,
     ) -> Result<Contact, StoreError> {
-        self.write(move |ctx| ops::add_request(ctx, peer, claimed, now)).await
+        self.write(move |ctx| ops::add_request(ctx, peer, claimed, now, max_requests)).await
+    }
+
+    /// Records what a phonebook said of the name a message request claims.
+    pub async fn set_claim(
+        &self,
+        conv: ConversationId,
+        claim: crate::Claim,
+    ) -> Result<Contact, StoreError> {
+        self.write(move |ctx| ops::update_contact(ctx, conv, |c| c.claim = claim)).await
+    }
+
+    /// Deletes a conversation's messages, and the contact unless it is blocked
+    /// ([`Deleted`](crate::Deleted) says which).
+    pub async fn delete_conversation(
+        &self,
+        conv: ConversationId,
+    ) -> Result<crate::Deleted, StoreError> {
+        self.write(move |ctx| ops::delete_conversation(ctx, conv)).await
     }
 
     /// Accepts a message request: it becomes a contact under the username it claimed.
@@ -291,6 +311,32 @@ impl Store {
         self.write(move |ctx| ops::update_contact(ctx, conv, |c| c.unread = 0)).await
     }
 
+    /// Marks as read what was received up to log position `through`, and only that: messages
+    /// that arrived after it stay unread (a display marks read only what it showed).
+    pub async fn mark_read_through(
+        &self,
+        conv: ConversationId,
+        through: u64,
+    ) -> Result<Contact, StoreError> {
+        self.write(move |ctx| ops::mark_read_through(ctx, conv, through)).await
+    }
+
+    /// Up to `limit` log entries from position `from` on, oldest first.
+    pub async fn history_from(
+        &self,
+        conv: ConversationId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        self.read(move |txn, keys| {
+            let log = open(txn, Table::Log)?;
+            let start = rows::log_key(&conv, from);
+            let (_, end) = rows::conv_range(&conv);
+            rows::scan(keys, &log, Table::Log, &start[..]..&end[..], limit)
+        })
+        .await
+    }
+
     /// Records that `new` was seen for the contact; if it is not the pinned PeerId it becomes
     /// the pending key, and sending stops until [`Store::trust_pending`].
     pub async fn note_key_change(
@@ -302,13 +348,24 @@ impl Store {
         self.write(move |ctx| ops::note_key_change(ctx, conv, new, now)).await
     }
 
-    /// Pins the pending key (`specs/delivery.md` §5).
+    /// Pins the pending key, which must be `expected`, the key whose safety number the user
+    /// compared (`specs/delivery.md` §5); [`StoreError::PendingKeyChanged`] otherwise.
     pub async fn trust_pending(
+        &self,
+        conv: ConversationId,
+        expected: PeerIdBytes,
+        now: UnixMillis,
+    ) -> Result<Contact, StoreError> {
+        self.write(move |ctx| ops::trust_pending(ctx, conv, &expected, now)).await
+    }
+
+    /// Keeps the pinned key: the pending one is dropped and remembered as rejected.
+    pub async fn reject_pending(
         &self,
         conv: ConversationId,
         now: UnixMillis,
     ) -> Result<Contact, StoreError> {
-        self.write(move |ctx| ops::trust_pending(ctx, conv, now)).await
+        self.write(move |ctx| ops::reject_pending(ctx, conv, now)).await
     }
 
     /// The contact of a conversation.
@@ -399,14 +456,15 @@ impl Store {
     }
 
     /// Stores incoming messages and marks their ids seen, in one transaction. One outcome per
-    /// message, in order.
+    /// message, in order. A message request stores no more than `limits` allow.
     pub async fn receive(
         &self,
         conv: ConversationId,
         messages: Vec<Incoming>,
         now: UnixMillis,
+        limits: crate::RequestLimits,
     ) -> Result<Vec<Received>, StoreError> {
-        self.write(move |ctx| ops::receive(ctx, conv, messages, now)).await
+        self.write(move |ctx| ops::receive(ctx, conv, messages, now, limits)).await
     }
 
     /// Up to `limit` log entries before position `before` (all the newest, if `None`), oldest

@@ -12,6 +12,8 @@ pub const MAX_ADDRS: usize = 8;
 pub const MAX_ADDR_LEN: usize = 256;
 /// Most key changes kept per contact; older ones are dropped.
 pub const MAX_KEY_CHANGES: usize = 32;
+/// Most rejected keys remembered per contact; older ones are forgotten.
+pub const MAX_REJECTED_KEYS: usize = 8;
 
 /// Identifies a conversation (one per contact or message request). Random, so it says nothing
 /// about whom the conversation is with.
@@ -151,6 +153,54 @@ pub struct KeyChange {
     pub seen_at: UnixMillis,
     /// When the user trusted it, if they did.
     pub trusted_at: Option<UnixMillis>,
+    /// When the user rejected it (kept the old key), if they did.
+    #[serde(default)]
+    pub rejected_at: Option<UnixMillis>,
+}
+
+/// What a phonebook said of the username a message request claims (`specs/delivery.md` §2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Claim {
+    /// Not checked (yet), or no phonebook could answer.
+    #[default]
+    Unchecked,
+    /// A phonebook binds the name to this sender's key.
+    Confirmed,
+    /// A phonebook binds the name to another key: the sender is not who the name says.
+    OtherKey,
+    /// No phonebook knows the name.
+    Unregistered,
+}
+
+impl Claim {
+    /// In words, for people: `unchecked`, `confirmed by the phonebook`, …
+    pub fn describe(self) -> &'static str {
+        match self {
+            Claim::Unchecked => "name not confirmed",
+            Claim::Confirmed => "name confirmed by the phonebook",
+            Claim::OtherKey => "IMPOSTOR? the phonebook gives this name to someone else",
+            Claim::Unregistered => "name not registered at the phonebook",
+        }
+    }
+}
+
+/// How much a message request may hold before the user accepts it: the node's policy, which
+/// the store enforces in the same transaction as the write (`specs/delivery.md` §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Most message requests waiting at once.
+    pub max_requests: usize,
+    /// Most messages stored per request.
+    pub max_messages: u64,
+    /// Most bytes of text stored per request.
+    pub max_bytes: u64,
+}
+
+impl Default for RequestLimits {
+    fn default() -> RequestLimits {
+        RequestLimits { max_requests: 64, max_messages: 100, max_bytes: 256 * 1024 }
+    }
 }
 
 /// A contact or message request, with its conversation's counters.
@@ -185,6 +235,16 @@ pub struct Contact {
     pub unread: u64,
     /// Addresses where the contact was last reached (multiaddr text), at most [`MAX_ADDRS`].
     pub addrs: Vec<String>,
+    /// For a message request: what the phonebook said of the username it claims.
+    #[serde(default)]
+    pub claim: Claim,
+    /// Keys the user rejected when a phonebook showed them for this contact, at most
+    /// [`MAX_REJECTED_KEYS`]: seeing one again is not a new key change.
+    #[serde(default)]
+    pub rejected_keys: Vec<PeerIdBytes>,
+    /// Bytes of text stored while the conversation was a message request.
+    #[serde(default)]
+    pub request_bytes: u64,
 }
 
 /// A message as it arrived, for [`Store::receive`](crate::Store::receive).
@@ -211,6 +271,17 @@ pub enum Received {
     Duplicate,
     /// The contact is blocked: not stored.
     Blocked,
+    /// A message request past its [`RequestLimits`]: not stored.
+    OverQuota,
+}
+
+/// What deleting a conversation left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    /// Everything is gone: if the peer writes again, it is a new message request.
+    All,
+    /// The messages are gone; the contact stays, because it is blocked and must stay so.
+    KeptBlocked,
 }
 
 /// A message just queued.

@@ -34,7 +34,8 @@ async fn the_file_holds_no_text_usernames_or_peer_ids() {
                 .conversation,
         );
     }
-    let request = store.add_request(peer(9), name("canaryrequester"), UnixMillis(2)).await.unwrap();
+    let request =
+        store.add_request(peer(9), name("canaryrequester"), UnixMillis(2), 64).await.unwrap();
     for (i, marker) in markers.iter().enumerate() {
         let conv = convs[i % convs.len()];
         store
@@ -43,7 +44,10 @@ async fn the_file_holds_no_text_usernames_or_peer_ids() {
             .unwrap();
         let mut msg = incoming(i as u8, i as u64 + 1, &format!("reply {marker}"));
         msg.from = name("canarybob");
-        store.receive(conv, vec![msg], UnixMillis(i as u64)).await.unwrap();
+        store
+            .receive(conv, vec![msg], UnixMillis(i as u64), RequestLimits::default())
+            .await
+            .unwrap();
     }
     store.set_addrs(convs[0], vec!["/ip4/203.0.113.7/tcp/4001".into()]).await.unwrap();
     store.set_setting("canarysetting", b"CANARYSETTINGVALUE".to_vec()).await.unwrap();

@@ -74,7 +74,10 @@ async fn child(path: PathBuf) {
                     from: Username::new("bob").unwrap(),
                     text: Text::new("in").unwrap(),
                 };
-                store.receive(conv, vec![message], UnixMillis(i)).await.unwrap();
+                store
+                    .receive(conv, vec![message], UnixMillis(i), RequestLimits::default())
+                    .await
+                    .unwrap();
                 println!("R {}", MessageId(id));
             }
         }));

@@ -110,6 +110,7 @@ async fn receiving_dedupes_ids_and_records_gaps_and_late_arrivals() {
         conv,
         vec![incoming(1, "a"), incoming(2, "b"), incoming(2, "b")],
         UnixMillis(5),
+        RequestLimits::default(),
     );
     assert_eq!(positions(got.await.unwrap()), vec![Some(0), Some(1), None]);
     // Redelivery after a lost acknowledgement: acknowledged again, stored once.
@@ -117,6 +118,7 @@ async fn receiving_dedupes_ids_and_records_gaps_and_late_arrivals() {
         conv,
         vec![incoming(1, "a"), incoming(5, "e"), incoming(3, "c")],
         UnixMillis(6),
+        RequestLimits::default(),
     );
     let got = got.await.unwrap();
     assert_eq!(got[0], Received::Duplicate);
@@ -131,7 +133,11 @@ async fn receiving_dedupes_ids_and_records_gaps_and_late_arrivals() {
     assert_eq!(f.store.mark_read(conv).await.unwrap().unread, 0);
 
     f.store.set_blocked(conv, true).await.unwrap();
-    let got = f.store.receive(conv, vec![incoming(6, "f")], UnixMillis(7)).await.unwrap();
+    let got = f
+        .store
+        .receive(conv, vec![incoming(6, "f")], UnixMillis(7), RequestLimits::default())
+        .await
+        .unwrap();
     assert_eq!(got, vec![Received::Blocked]);
     assert_eq!(f.store.history(conv, None, 100).await.unwrap().len(), 4, "nothing stored");
 }
@@ -168,14 +174,14 @@ async fn contacts_requests_and_indexes() {
     assert_eq!(f.store.contact_by_peer(&peer(1)).await.unwrap().unwrap(), bob);
 
     // A stranger writes first: a request, found by peer but not by its claimed name.
-    let req = f.store.add_request(peer(3), name("carol"), UnixMillis(3)).await.unwrap();
+    let req = f.store.add_request(peer(3), name("carol"), UnixMillis(3), 64).await.unwrap();
     assert_eq!(req.kind, ContactKind::Request);
     assert!(matches!(
         f.store.enqueue(req.conversation, text("hi"), UnixMillis(3)).await,
         Err(StoreError::NotAContact)
     ));
     assert!(f.store.contact_by_username(&name("carol")).await.unwrap().is_none());
-    assert_eq!(f.store.add_request(peer(3), name("eve"), UnixMillis(4)).await.unwrap(), req);
+    assert_eq!(f.store.add_request(peer(3), name("eve"), UnixMillis(4), 64).await.unwrap(), req);
     let accepted = f.store.accept_request(req.conversation).await.unwrap();
     assert_eq!(accepted.kind, ContactKind::Contact);
     assert_eq!(
@@ -184,7 +190,7 @@ async fn contacts_requests_and_indexes() {
     );
 
     // A request claiming a taken name cannot be accepted under it.
-    let fake = f.store.add_request(peer(4), name("bob"), UnixMillis(5)).await.unwrap();
+    let fake = f.store.add_request(peer(4), name("bob"), UnixMillis(5), 64).await.unwrap();
     assert!(matches!(
         f.store.accept_request(fake.conversation).await,
         Err(StoreError::UsernameTaken(_))
@@ -214,7 +220,10 @@ async fn trusting_a_new_key_repins_merges_and_renumbers() {
     let f = fixture();
     let bob = f.store.add_contact(name("bob"), peer(1), UnixMillis(1)).await.unwrap();
     let conv = bob.conversation;
-    f.store.receive(conv, vec![incoming(1, "old key")], UnixMillis(2)).await.unwrap();
+    f.store
+        .receive(conv, vec![incoming(1, "old key")], UnixMillis(2), RequestLimits::default())
+        .await
+        .unwrap();
     let sent = f.store.enqueue(conv, text("delivered"), UnixMillis(3)).await.unwrap();
     f.store
         .acknowledge(conv, vec![(sent.seq, sent.id, Outcome::Delivered)], UnixMillis(4))
@@ -225,9 +234,14 @@ async fn trusting_a_new_key_repins_merges_and_renumbers() {
     assert_eq!((held1.seq.get(), held2.seq.get()), (2, 3));
 
     // Bob's new key writes first (a request), then the phonebook shows the change.
-    let request = f.store.add_request(peer(2), name("bob"), UnixMillis(7)).await.unwrap();
+    let request = f.store.add_request(peer(2), name("bob"), UnixMillis(7), 64).await.unwrap();
     f.store
-        .receive(request.conversation, vec![incoming(1, "new key")], UnixMillis(8))
+        .receive(
+            request.conversation,
+            vec![incoming(1, "new key")],
+            UnixMillis(8),
+            RequestLimits::default(),
+        )
         .await
         .unwrap();
     let warned = f.store.note_key_change(conv, peer(2), UnixMillis(9)).await.unwrap();
@@ -236,7 +250,12 @@ async fn trusting_a_new_key_repins_merges_and_renumbers() {
     assert_eq!(f.store.note_key_change(conv, peer(2), UnixMillis(10)).await.unwrap(), warned);
     f.store.set_verified(conv, true).await.unwrap();
 
-    let trusted = f.store.trust_pending(conv, UnixMillis(11)).await.unwrap();
+    // Trust is bound to the key whose number was shown: another pending key is refused.
+    assert!(matches!(
+        f.store.trust_pending(conv, peer(3), UnixMillis(11)).await,
+        Err(StoreError::PendingKeyChanged)
+    ));
+    let trusted = f.store.trust_pending(conv, peer(2), UnixMillis(11)).await.unwrap();
     assert_eq!(trusted.peer_id, peer(2));
     assert_eq!(trusted.pending_peer_id, None);
     assert!(!trusted.verified, "a new key is unverified");
@@ -256,8 +275,128 @@ async fn trusting_a_new_key_repins_merges_and_renumbers() {
     assert_eq!(f.store.contact_by_peer(&peer(2)).await.unwrap().unwrap().conversation, conv);
     assert!(f.store.contact_by_peer(&peer(1)).await.unwrap().is_none());
     assert!(matches!(
-        f.store.trust_pending(conv, UnixMillis(12)).await,
+        f.store.trust_pending(conv, peer(2), UnixMillis(12)).await,
         Err(StoreError::NoPendingKey)
+    ));
+}
+
+/// Issue 10: the user may keep the pinned key instead; the rejected key is remembered.
+#[tokio::test]
+async fn issue_10_rejecting_a_new_key_keeps_the_old_one() {
+    let f = fixture();
+    let bob = f.store.add_contact(name("bob"), peer(1), UnixMillis(1)).await.unwrap();
+    let conv = bob.conversation;
+    let held = f.store.enqueue(conv, text("for the real bob"), UnixMillis(2)).await.unwrap();
+    f.store.note_key_change(conv, peer(2), UnixMillis(3)).await.unwrap();
+    let kept = f.store.reject_pending(conv, UnixMillis(4)).await.unwrap();
+    assert_eq!(kept.peer_id, peer(1), "the old key stays pinned");
+    assert_eq!(kept.pending_peer_id, None);
+    assert_eq!(kept.rejected_keys, vec![peer(2)]);
+    assert_eq!(kept.key_changes[0].rejected_at, Some(UnixMillis(4)));
+    assert_eq!(kept.key_changes[0].trusted_at, None);
+    let outbox = f.store.outbox(conv, 10).await.unwrap();
+    assert_eq!(outbox[0].id, held.id, "messages still wait, for the old key");
+    assert_eq!(outbox[0].seq, held.seq, "and keep their numbers");
+    assert!(matches!(
+        f.store.reject_pending(conv, UnixMillis(5)).await,
+        Err(StoreError::NoPendingKey)
+    ));
+    for n in 10..30 {
+        f.store.note_key_change(conv, peer(n), UnixMillis(6)).await.unwrap();
+        f.store.reject_pending(conv, UnixMillis(7)).await.unwrap();
+    }
+    let contact = f.store.contact(conv).await.unwrap().unwrap();
+    assert_eq!(contact.rejected_keys.len(), MAX_REJECTED_KEYS, "bounded");
+    assert_eq!(contact.rejected_keys.last(), Some(&peer(29)));
+}
+
+/// Issue 10: strangers cannot fill the disk: requests, and what each may hold, are capped.
+#[tokio::test]
+async fn issue_10_message_requests_are_capped() {
+    let f = fixture();
+    let limits = RequestLimits { max_requests: 3, max_messages: 4, max_bytes: 10 };
+    let mut requests = Vec::new();
+    for n in 1..=3 {
+        requests.push(f.store.add_request(peer(n), name("spam"), UnixMillis(1), 3).await.unwrap());
+    }
+    assert!(matches!(
+        f.store.add_request(peer(4), name("spam"), UnixMillis(1), 3).await,
+        Err(StoreError::TooManyRequests)
+    ));
+    // A known peer is still found when the cap is reached.
+    assert_eq!(
+        f.store.add_request(peer(1), name("x"), UnixMillis(1), 3).await.unwrap(),
+        requests[0]
+    );
+    // A contact does not count against it.
+    f.store.add_contact(name("bob"), peer(9), UnixMillis(1)).await.unwrap();
+    let conv = requests[0].conversation;
+    let got = f
+        .store
+        .receive(
+            conv,
+            vec![incoming(1, "four"), incoming(2, "four"), incoming(3, "four")],
+            UnixMillis(2),
+            limits,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(got[0], Received::Stored(_)) && matches!(got[1], Received::Stored(_)));
+    assert_eq!(got[2], Received::OverQuota, "10 bytes: the third is refused");
+    let many: Vec<Incoming> = (4..10).map(|i| incoming(i, "x")).collect();
+    let got = f.store.receive(conv, many, UnixMillis(3), limits).await.unwrap();
+    let stored = got.iter().filter(|r| matches!(r, Received::Stored(_))).count();
+    assert_eq!(stored, 2, "four messages at most: {got:?}");
+    assert_eq!(f.store.history(conv, None, 100).await.unwrap().len(), 4);
+    // Accepted, it is a contact: no more limits.
+    f.store.accept_request(conv).await.unwrap();
+    let got =
+        f.store.receive(conv, vec![incoming(20, "now a longer message")], UnixMillis(4), limits);
+    assert!(matches!(got.await.unwrap()[0], Received::Stored(_)));
+    // Deleting a request frees its place.
+    f.store.delete_conversation(requests[1].conversation).await.unwrap();
+    f.store.add_request(peer(4), name("spam"), UnixMillis(5), 3).await.unwrap();
+}
+
+/// Issue 10: a conversation can be deleted; a blocked one stays blocked.
+#[tokio::test]
+async fn issue_10_deleting_a_conversation() {
+    let f = fixture();
+    let bob = f.store.add_contact(name("bob"), peer(1), UnixMillis(1)).await.unwrap();
+    let conv = bob.conversation;
+    let limits = RequestLimits::default();
+    f.store
+        .receive(conv, vec![incoming(1, "a"), incoming(2, "b")], UnixMillis(2), limits)
+        .await
+        .unwrap();
+    f.store.enqueue(conv, text("queued"), UnixMillis(3)).await.unwrap();
+    assert_eq!(f.store.delete_conversation(conv).await.unwrap(), Deleted::All);
+    assert!(f.store.contact(conv).await.unwrap().is_none());
+    assert!(f.store.contact_by_username(&name("bob")).await.unwrap().is_none());
+    assert!(f.store.contact_by_peer(&peer(1)).await.unwrap().is_none());
+    assert!(f.store.history(conv, None, 10).await.unwrap().is_empty());
+    assert!(f.store.outbox(conv, 10).await.unwrap().is_empty());
+    assert!(f.store.outbox_conversations().await.unwrap().is_empty());
+    assert_eq!(f.store.find_incoming(conv, MessageId([1; 16])).await.unwrap(), None);
+    // The name is free again.
+    let again = f.store.add_contact(name("bob"), peer(1), UnixMillis(4)).await.unwrap();
+    assert_ne!(again.conversation, conv);
+
+    let eve = f.store.add_request(peer(5), name("eve"), UnixMillis(5), 64).await.unwrap();
+    f.store
+        .receive(eve.conversation, vec![incoming(1, "spam")], UnixMillis(6), limits)
+        .await
+        .unwrap();
+    f.store.set_blocked(eve.conversation, true).await.unwrap();
+    assert_eq!(f.store.delete_conversation(eve.conversation).await.unwrap(), Deleted::KeptBlocked);
+    let kept = f.store.contact_by_peer(&peer(5)).await.unwrap().unwrap();
+    assert!(kept.blocked && kept.log_len == 0 && kept.unread == 0);
+    assert!(f.store.history(eve.conversation, None, 10).await.unwrap().is_empty());
+    let got = f.store.receive(eve.conversation, vec![incoming(2, "more")], UnixMillis(7), limits);
+    assert_eq!(got.await.unwrap(), vec![Received::Blocked]);
+    assert!(matches!(
+        f.store.delete_conversation(ConversationId([0; 16])).await,
+        Err(StoreError::NoSuchConversation)
     ));
 }
 
@@ -287,7 +426,15 @@ async fn export_is_decrypted_json() {
     let f = fixture();
     let bob = f.store.add_contact(name("bob"), peer(1), UnixMillis(1)).await.unwrap();
     f.store.enqueue(bob.conversation, text("hello bob"), UnixMillis(2)).await.unwrap();
-    f.store.receive(bob.conversation, vec![incoming(1, "hi alice")], UnixMillis(3)).await.unwrap();
+    f.store
+        .receive(
+            bob.conversation,
+            vec![incoming(1, "hi alice")],
+            UnixMillis(3),
+            RequestLimits::default(),
+        )
+        .await
+        .unwrap();
     let all = f.store.export(None).await.unwrap();
     assert_eq!(all["format"], "tincan-export/1");
     let conv = &all["conversations"][0];

@@ -40,7 +40,10 @@ async fn build(path: &Path) -> (Snapshot, Snapshot) {
         }
     }
     let messages = (1..=20).map(|i| incoming(i, i as u64, "incoming text")).collect();
-    store.receive(bob.conversation, messages, UnixMillis(50)).await.unwrap();
+    store
+        .receive(bob.conversation, messages, UnixMillis(50), RequestLimits::default())
+        .await
+        .unwrap();
     let previous = snapshot(&store).await.unwrap();
     store.set_setting("note", b"last commit".to_vec()).await.unwrap();
     let last = snapshot(&store).await.unwrap();

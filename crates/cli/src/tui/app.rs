@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use tincan_node::{Event, Path};
-use tincan_store::{Contact, ContactKind, ConversationId, LogEntry};
-use tincan_wire::Username;
+use tincan_store::{Claim, Contact, ContactKind, ConversationId, LogEntry};
+use tincan_wire::{PeerIdBytes, Username};
 
 use super::input::Input;
 use crate::plain::DISCONNECT;
@@ -23,10 +23,16 @@ pub enum Action {
     Open(Username),
     /// Open a conversation from the list.
     OpenConversation(ConversationId),
-    /// Show the safety number.
+    /// Show the safety numbers (during a key change, the new key's).
     Verify(Username),
-    /// Trust a changed key.
-    Trust(Username),
+    /// Trust a changed key: the one whose safety number the verify panel showed.
+    Trust(Username, PeerIdBytes),
+    /// Keep the old key of a contact whose key changed; reject the new one.
+    Reject(Username),
+    /// Mark a contact verified, after its safety number was shown and compared.
+    MarkVerified(ConversationId),
+    /// Delete a conversation (confirmed).
+    Delete(ConversationId),
     /// Accept a message request.
     Accept(ConversationId),
     /// Block or unblock.
@@ -50,6 +56,27 @@ pub enum Level {
     Warning,
 }
 
+/// A safety-number panel on screen: which conversation, and which key's number it showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The pinned key, whose number was shown.
+    pub pinned: PeerIdBytes,
+    /// During a key change, the new key, whose number was shown as the one to compare.
+    pub pending: Option<PeerIdBytes>,
+}
+
+/// An action that waits for the same command again, as confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirm {
+    /// `/delete` again deletes the conversation.
+    Delete(ConversationId),
+    /// `/accept` again accepts a request whose claimed name the phonebook gives to someone
+    /// else.
+    AcceptImpostor(ConversationId),
+}
+
 /// The state of the screen.
 pub struct App {
     /// Our username.
@@ -60,10 +87,11 @@ pub struct App {
     pub phonebook: String,
     /// Contacts and requests, contacts first, each by name.
     pub contacts: Vec<Contact>,
-    /// Contacts connected now.
-    pub online: HashSet<Username>,
-    /// How each connected contact is reached: direct, punched or relayed.
-    pub paths: HashMap<Username, Path>,
+    /// Peers connected now, by PeerId: a request claiming a contact's name must not change
+    /// that contact's marks.
+    pub online: HashSet<PeerIdBytes>,
+    /// How each connected peer is reached: direct, punched or relayed.
+    pub paths: HashMap<PeerIdBytes, Path>,
     /// The open conversation.
     pub open: Option<ConversationId>,
     /// Its latest messages, oldest first.
@@ -76,6 +104,11 @@ pub struct App {
     pub notice: Option<(Level, String)>,
     /// Extra lines shown in place of the conversation (help, the online list, a safety number).
     pub panel: Option<(String, Vec<String>)>,
+    /// The safety numbers the panel shows now, if it shows them: trusting a new key, or
+    /// marking a contact verified, is possible only while they are on screen.
+    pub shown: Option<Shown>,
+    /// A command waiting to be confirmed by repeating it.
+    pub confirm: Option<Confirm>,
     /// Show times in the local time zone (UTC when false: for tests).
     pub local_time: bool,
 }
@@ -96,6 +129,8 @@ impl App {
             input: Input::default(),
             notice: Some((Level::Info, "Type a username and Enter to chat, or /help.".into())),
             panel: None,
+            shown: None,
+            confirm: None,
             local_time: true,
         }
     }
@@ -123,20 +158,24 @@ impl App {
         self.open = Some(conversation);
         self.messages = messages;
         self.scroll = 0;
-        self.panel = None;
+        self.close_panel();
         if let Some(c) = self.contacts.iter_mut().find(|c| c.conversation == conversation) {
             c.unread = 0;
         }
         self.notice = self.current().map(|c| match () {
             _ if c.pending_peer_id.is_some() => (
                 Level::Warning,
-                format!("{}'s KEY CHANGED. /verify, then /trust to send again.", c.username),
+                format!(
+                    "{}'s KEY CHANGED. /verify shows the new safety number; then /trust or /reject.",
+                    c.username
+                ),
             ),
             _ if c.kind == ContactKind::Request => (
                 Level::Warning,
                 format!(
-                    "Message request from someone claiming to be {}: /accept or /block.",
-                    c.username
+                    "Message request from someone claiming to be {} ({}): /accept or /block.",
+                    c.username,
+                    c.claim.describe()
                 ),
             ),
             _ => (
@@ -162,9 +201,27 @@ impl App {
         self.scroll = 0;
     }
 
-    /// Shows a notice.
+    /// Shows a notice. It may quote a phonebook or a peer, so it is cleaned.
     pub fn note(&mut self, level: Level, text: impl Into<String>) {
-        self.notice = Some((level, text.into()));
+        self.notice = Some((level, crate::format::clean_line(&text.into())));
+    }
+
+    /// Shows a panel in place of the conversation.
+    pub fn show_panel(&mut self, title: impl Into<String>, lines: Vec<String>) {
+        self.close_panel();
+        self.panel = Some((title.into(), lines));
+    }
+
+    /// Shows safety numbers: `shown` says which keys' they are.
+    pub fn show_numbers(&mut self, title: String, lines: Vec<String>, shown: Shown) {
+        self.show_panel(title, lines);
+        self.shown = Some(shown);
+    }
+
+    /// Closes the panel, and whatever it was showing.
+    pub fn close_panel(&mut self) {
+        self.panel = None;
+        self.shown = None;
     }
 
     /// What a node event changes. May ask for an action.
@@ -194,33 +251,41 @@ impl App {
                 }
                 None
             }
-            Event::Online { username } => {
-                self.online.insert(username.clone());
+            Event::Online { peer_id, .. } => {
+                self.online.insert(peer_bytes(peer_id));
                 None
             }
-            Event::Offline { username } => {
-                self.online.remove(username);
-                self.paths.remove(username);
+            Event::Offline { peer_id, .. } => {
+                let peer = peer_bytes(peer_id);
+                self.online.remove(&peer);
+                self.paths.remove(&peer);
                 None
             }
-            Event::Path { username, path, .. } => {
+            Event::Path { peer_id, path, .. } => {
+                let peer = peer_bytes(peer_id);
                 match path {
-                    Some(path) => self.paths.insert(username.clone(), *path),
-                    None => self.paths.remove(username),
+                    Some(path) => self.paths.insert(peer, *path),
+                    None => self.paths.remove(&peer),
                 };
                 None
             }
             Event::KeyChanged { username, .. } => {
-                self.note(Level::Warning, format!("{username}'s KEY CHANGED. Nothing is sent to them until you /verify and /trust."));
+                self.note(Level::Warning, format!("{username}'s KEY CHANGED. Nothing is sent to them until you /verify the new key, then /trust or /reject it."));
                 Some(Action::ReloadContacts)
             }
-            Event::Request { claimed, confirmed, .. } => {
-                let how = match confirmed {
-                    Some(true) => "the phonebook confirms the name",
-                    Some(false) => "UNVERIFIED: the phonebook gives this name to someone else",
-                    None => "unverified",
-                };
-                self.note(Level::Warning, format!("Message request from {claimed} ({how})."));
+            Event::Request { claimed, claim, .. } => {
+                // The first report is "unchecked"; the check's answer follows.
+                if *claim == Claim::Unchecked {
+                    self.note(
+                        Level::Warning,
+                        format!("Message request from someone claiming to be {claimed}."),
+                    );
+                } else {
+                    self.note(
+                        Level::Warning,
+                        format!("Message request from {claimed}: {}.", claim.describe()),
+                    );
+                }
                 Some(Action::ReloadContacts)
             }
             Event::PhonebookError { error, .. } => {
@@ -253,7 +318,8 @@ impl App {
             KeyCode::Tab => return self.cycle(1),
             KeyCode::BackTab => return self.cycle(-1),
             KeyCode::Esc => {
-                self.panel = None;
+                self.close_panel();
+                self.confirm = None;
                 self.input.clear();
             }
             KeyCode::Enter => return self.submit(),
@@ -280,10 +346,12 @@ impl App {
         if line.is_empty() {
             return None;
         }
-        self.panel = None;
+        // A confirmation is the same command, right away: anything else cancels it.
+        let confirm = self.confirm.take();
         if let Some(command) = line.strip_prefix('/') {
-            return self.command(command);
+            return self.command(command, confirm);
         }
+        self.close_panel();
         if line == DISCONNECT {
             if self.open.is_none() {
                 self.note(Level::Info, "No conversation to end. /quit leaves tincan.");
@@ -307,7 +375,10 @@ impl App {
         if contact.pending_peer_id.is_some() {
             self.note(
                 Level::Warning,
-                format!("Not sent: {}'s key changed. /verify, then /trust.", contact.username),
+                format!(
+                    "Not sent: {}'s key changed. /verify, then /trust or /reject.",
+                    contact.username
+                ),
             );
             return None;
         }
@@ -321,7 +392,7 @@ impl App {
         Some(Action::Send(contact.conversation, contact.username, line.to_owned()))
     }
 
-    fn command(&mut self, command: &str) -> Option<Action> {
+    fn command(&mut self, command: &str, confirm: Option<Confirm>) -> Option<Action> {
         let mut words = command.split_whitespace();
         let verb = words.next().unwrap_or_default();
         let arg = words.next();
@@ -341,6 +412,10 @@ impl App {
                 }
             }
         };
+        // Commands that act on what a panel shows keep it; any other closes it.
+        if !matches!(verb, "trust" | "reject" | "verified") {
+            self.close_panel();
+        }
         match verb {
             "chat" | "c" => match arg.map(Username::new) {
                 Some(Ok(u)) => Some(Action::Open(u)),
@@ -354,11 +429,36 @@ impl App {
                 None
             }
             "verify" => user(self, arg).map(Action::Verify),
-            "trust" => user(self, arg).map(Action::Trust),
-            "accept" => self.current().map(|c| Action::Accept(c.conversation)).or_else(|| {
-                self.note(Level::Warning, "Open the message request first, then /accept.");
-                None
-            }),
+            "trust" => {
+                let user = user(self, arg)?;
+                self.trust(user)
+            }
+            "reject" => {
+                let user = user(self, arg)?;
+                self.close_panel();
+                Some(Action::Reject(user))
+            }
+            "verified" => self.mark_verified(),
+            "accept" => {
+                let Some(c) = self.current().cloned() else {
+                    self.note(Level::Warning, "Open the message request first, then /accept.");
+                    return None;
+                };
+                if crate::format::impostor(&c)
+                    && confirm != Some(Confirm::AcceptImpostor(c.conversation))
+                {
+                    self.confirm = Some(Confirm::AcceptImpostor(c.conversation));
+                    self.note(
+                        Level::Warning,
+                        format!(
+                            "The phonebook gives the name {} to someone else: this is not that {}. /accept again to accept anyway, /block to refuse.",
+                            c.username, c.username
+                        ),
+                    );
+                    return None;
+                }
+                Some(Action::Accept(c.conversation))
+            }
             "block" | "unblock" => self
                 .current()
                 .map(|c| Action::Block(c.conversation, verb == "block"))
@@ -369,10 +469,29 @@ impl App {
                     );
                     None
                 }),
+            "delete" => {
+                let Some(c) = self.current().cloned() else {
+                    self.note(Level::Warning, "Open the conversation first, then /delete.");
+                    return None;
+                };
+                if confirm == Some(Confirm::Delete(c.conversation)) {
+                    return Some(Action::Delete(c.conversation));
+                }
+                self.confirm = Some(Confirm::Delete(c.conversation));
+                let kept = if c.blocked { " It stays blocked." } else { "" };
+                self.note(
+                    Level::Warning,
+                    format!(
+                        "Delete the conversation with {} ({} messages)? This cannot be undone. /delete again to confirm; anything else cancels.{kept}",
+                        c.username, c.log_len
+                    ),
+                );
+                None
+            }
             "online" | "who" => Some(Action::Online),
             "quit" | "q" | "exit" => Some(Action::Quit),
             "help" | "h" | "?" => {
-                self.panel = Some(("Help".into(), help()));
+                self.show_panel("Help", help());
                 None
             }
             other => {
@@ -381,6 +500,61 @@ impl App {
             }
         }
     }
+
+    /// `/trust`: only while the panel shows the NEW key's safety number, and only that key.
+    /// Otherwise the panel is shown first: nobody reaches a trust having seen only the old
+    /// number.
+    fn trust(&mut self, user: Username) -> Option<Action> {
+        let Some(contact) = self
+            .contacts
+            .iter()
+            .find(|c| c.username == user && c.kind == ContactKind::Contact)
+            .cloned()
+        else {
+            self.note(Level::Warning, format!("{user} is not a contact."));
+            return None;
+        };
+        let Some(pending) = contact.pending_peer_id.clone() else {
+            self.note(Level::Warning, format!("{user}'s key has not changed: nothing to trust."));
+            return None;
+        };
+        let seen = self.shown.as_ref().is_some_and(|s| {
+            s.conversation == contact.conversation && s.pending.as_ref() == Some(&pending)
+        });
+        if !seen {
+            self.note(
+                Level::Warning,
+                format!("Compare {user}'s NEW safety number first (shown now); then /trust again, or /reject."),
+            );
+            return Some(Action::Verify(user));
+        }
+        self.close_panel();
+        Some(Action::Trust(user, pending))
+    }
+
+    /// `/verified`: marks the contact whose number the panel shows as verified.
+    fn mark_verified(&mut self) -> Option<Action> {
+        let Some(shown) = self.shown.clone() else {
+            self.note(Level::Warning, "/verify first: compare the safety number, then /verified.");
+            return None;
+        };
+        if shown.pending.is_some() {
+            self.note(Level::Warning, "The key changed: /trust the new key first (or /reject it).");
+            return None;
+        }
+        let current = self.contacts.iter().find(|c| c.conversation == shown.conversation);
+        if current.is_none_or(|c| c.peer_id != shown.pinned) {
+            self.note(Level::Warning, "The key changed since: /verify again.");
+            return None;
+        }
+        self.close_panel();
+        Some(Action::MarkVerified(shown.conversation))
+    }
+}
+
+/// The binary form of a PeerId, as contacts keep it.
+pub fn peer_bytes(peer: &libp2p_identity::PeerId) -> PeerIdBytes {
+    PeerIdBytes::new(&peer.to_bytes()).expect("a PeerId is 3 to 64 bytes")
 }
 
 /// The help text.
@@ -388,10 +562,13 @@ pub fn help() -> Vec<String> {
     [
         "/chat USER      talk to USER (or just type a username when no conversation is open)",
         "/leave          close this conversation (so does typing --DISCONNECT--)",
-        "/verify [USER]  show the safety number to compare with USER",
-        "/trust [USER]   accept USER's changed key, after /verify",
+        "/verify [USER]  show the safety number to compare with USER (the NEW one if it changed)",
+        "/verified       the number matched: mark the contact verified (after /verify)",
+        "/trust [USER]   accept USER's changed key, while /verify shows its new number",
+        "/reject [USER]  keep USER's old key; the new one is refused",
         "/accept         accept the open message request",
         "/block, /unblock  refuse (or accept again) messages from the open conversation",
+        "/delete         delete the open conversation (asks again to confirm)",
         "/online         who is online at the phonebook",
         "/help           this help        /quit  leave tincan (Ctrl-C too)",
         "",
@@ -400,6 +577,7 @@ pub fn help() -> Vec<String> {
         "",
         "Marks: … queued   ✓ sent   ✓✓ delivered   ✗ failed",
         "Contacts: ● connected directly   ◑ through the relay   ○ not connected   ? request",
+        "          ✔ verified   ⚠ key changed   ⊘ blocked   ! the phonebook gives the name to someone else",
     ]
     .into_iter()
     .map(String::from)
@@ -461,11 +639,89 @@ mod tests {
         app.show(ConversationId([1; 16]), Vec::new());
         assert_eq!(typed(&mut app, "hi"), None);
         assert!(app.notice.as_ref().unwrap().1.contains("key changed"));
-        assert_eq!(typed(&mut app, "/trust"), Some(Action::Trust(Username::new("bob").unwrap())));
         app.show(ConversationId([2; 16]), Vec::new());
         assert_eq!(typed(&mut app, "hi"), None);
         assert_eq!(typed(&mut app, "/accept"), Some(Action::Accept(ConversationId([2; 16]))));
         assert_eq!(typed(&mut app, "/block"), Some(Action::Block(ConversationId([2; 16]), true)));
+    }
+
+    fn shown(conv: u8, pinned: u8, pending: Option<u8>) -> Shown {
+        let key = |n: u8| PeerIdBytes::new(&[0, 36, 8, 1, 18, 32, n]).unwrap();
+        Shown {
+            conversation: ConversationId([conv; 16]),
+            pinned: key(pinned),
+            pending: pending.map(key),
+        }
+    }
+
+    /// Issue 10: during a key change, /trust is reachable only from a panel that showed the
+    /// NEW key's number, and trusts exactly that key.
+    #[test]
+    fn issue_10_trust_needs_the_new_number_on_screen() {
+        let mut app = app();
+        let bob = ConversationId([1; 16]);
+        let new = PeerIdBytes::new(&[0, 36, 8, 1, 18, 32, 9]).unwrap();
+        let mut contacts = app.contacts.clone();
+        contacts[0].pending_peer_id = Some(new.clone());
+        app.set_contacts(contacts.clone());
+        app.show(bob, Vec::new());
+        let name = Username::new("bob").unwrap();
+        // Straight to /trust: refused, and the verify panel is asked for instead.
+        assert_eq!(typed(&mut app, "/trust"), Some(Action::Verify(name.clone())));
+        assert!(app.notice.as_ref().unwrap().1.contains("NEW safety number"));
+        // A panel that showed only the old number does not count.
+        app.show_numbers("old".into(), vec![], shown(1, 1, None));
+        assert_eq!(typed(&mut app, "/trust"), Some(Action::Verify(name.clone())));
+        // Another pending key than the one shown does not count either.
+        app.show_numbers("other".into(), vec![], shown(1, 1, Some(8)));
+        assert_eq!(typed(&mut app, "/trust"), Some(Action::Verify(name.clone())));
+        // Closed with Esc: gone.
+        app.show_numbers("new".into(), vec![], shown(1, 1, Some(9)));
+        app.on_key(KeyEvent::from(KeyCode::Esc));
+        assert_eq!(typed(&mut app, "/trust"), Some(Action::Verify(name.clone())));
+        // The NEW number on screen: /trust trusts that key.
+        app.show_numbers("new".into(), vec![], shown(1, 1, Some(9)));
+        assert_eq!(typed(&mut app, "/trust"), Some(Action::Trust(name.clone(), new)));
+        assert!(app.panel.is_none());
+        // /reject needs no panel: keeping the old key is always safe.
+        app.set_contacts(contacts);
+        assert_eq!(typed(&mut app, "/reject"), Some(Action::Reject(name)));
+    }
+
+    #[test]
+    fn marking_verified_needs_the_number_on_screen() {
+        let mut app = app();
+        app.show(ConversationId([1; 16]), Vec::new());
+        assert_eq!(typed(&mut app, "/verified"), None);
+        app.show_numbers("bob".into(), vec![], shown(1, 1, None));
+        assert_eq!(
+            typed(&mut app, "/verified"),
+            Some(Action::MarkVerified(ConversationId([1; 16])))
+        );
+    }
+
+    #[test]
+    fn deleting_and_accepting_an_impostor_ask_again() {
+        let mut app = app();
+        let eve = ConversationId([2; 16]);
+        let mut contacts = app.contacts.clone();
+        contacts[1].claim = Claim::OtherKey;
+        app.set_contacts(contacts);
+        app.show(eve, Vec::new());
+        assert_eq!(
+            typed(&mut app, "/accept"),
+            None,
+            "the phonebook gives the name to someone else"
+        );
+        assert!(app.notice.as_ref().unwrap().1.contains("someone else"));
+        assert_eq!(typed(&mut app, "/accept"), Some(Action::Accept(eve)));
+        assert_eq!(typed(&mut app, "/delete"), None);
+        assert!(app.notice.as_ref().unwrap().1.contains("/delete again"));
+        assert_eq!(typed(&mut app, "/delete"), Some(Action::Delete(eve)));
+        // Anything in between cancels.
+        assert_eq!(typed(&mut app, "/delete"), None);
+        assert_eq!(typed(&mut app, "/online"), Some(Action::Online));
+        assert_eq!(typed(&mut app, "/delete"), None);
     }
 
     #[test]

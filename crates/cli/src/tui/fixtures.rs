@@ -20,5 +20,8 @@ pub fn contact(name: &str, n: u8, kind: ContactKind) -> Contact {
         log_len: 0,
         unread: 0,
         addrs: Vec::new(),
+        claim: tincan_store::Claim::Unchecked,
+        rejected_keys: Vec::new(),
+        request_bytes: 0,
     }
 }

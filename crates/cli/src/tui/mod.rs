@@ -174,28 +174,54 @@ async fn try_perform(session: &Session, app: &mut App, action: Action) -> anyhow
         }
         Action::OpenConversation(conv) => open(app, store, conv).await?,
         Action::Verify(user) => {
-            let number = node.safety_number(&user).await?;
-            let contact = crate::commands::find(store, user.as_str()).await?;
-            let mut lines = vec![
-                format!("Your safety number with {user}:"),
-                String::new(),
-                format!("    {}", number),
-                String::new(),
-                "Compare it with the one on their screen, in person or on a call you trust.".into(),
-                format!("If they match, run `tincan verify {user} --mark-verified`."),
-            ];
-            if contact.pending_peer_id.is_some() {
-                lines.push(String::new());
-                lines.push(format!("{user}'s key CHANGED: `tincan verify {user}` shows the new number; /trust accepts it."));
-            }
-            app.panel = Some((format!("Verify {user}"), lines));
+            let contact = node.resolve(&user).await?;
+            let numbers = node.safety_numbers(&user).await?;
+            let (title, lines) = verify_panel(&user, &numbers);
+            let shown = app::Shown {
+                conversation: contact.conversation,
+                pinned: app::peer_bytes(&numbers.pinned.0),
+                pending: numbers.pending.as_ref().map(|(p, _)| app::peer_bytes(p)),
+            };
+            app.set_contacts(store.contacts().await?);
+            app.show_numbers(title, lines, shown);
         }
-        Action::Trust(user) => {
-            node.trust(&user).await?;
+        Action::Trust(user, expected) => {
+            let expected = libp2p_identity::PeerId::from_bytes(expected.as_bytes())?;
+            node.trust(&user, expected).await?;
             app.set_contacts(store.contacts().await?);
             app.note(
                 Level::Info,
                 format!("Trusted {user}'s new key; held messages are on their way."),
+            );
+        }
+        Action::Reject(user) => {
+            node.reject(&user).await?;
+            app.set_contacts(store.contacts().await?);
+            app.note(
+                Level::Info,
+                format!("Kept {user}'s old key. Messages to {user} still wait for the old key: they go when it is reachable again."),
+            );
+        }
+        Action::MarkVerified(conv) => {
+            let contact = store.set_verified(conv, true).await?;
+            app.set_contacts(store.contacts().await?);
+            app.note(Level::Info, format!("{} is marked verified ✔.", contact.username));
+        }
+        Action::Delete(conv) => {
+            let name = app.current().map(|c| c.username.to_string()).unwrap_or_default();
+            let deleted = node.delete(conv).await?;
+            if deleted == tincan_store::Deleted::All {
+                app.leave();
+            } else {
+                app.messages.clear();
+            }
+            app.set_contacts(store.contacts().await?);
+            app.note(
+                Level::Info,
+                match deleted {
+                    tincan_store::Deleted::All => format!("Deleted the conversation with {name}."),
+                    _ => format!("Deleted the messages of {name}; it stays blocked."),
+                },
             );
         }
         Action::Accept(conv) => {
@@ -231,7 +257,7 @@ async fn try_perform(session: &Session, app: &mut App, action: Action) -> anyhow
             }
             lines.push(String::new());
             lines.push("Type a name and Enter to chat.".into());
-            app.panel = Some(("Online now".into(), lines));
+            app.show_panel("Online now", lines);
         }
         Action::MarkRead(conv) => {
             store.mark_read(conv).await?;
@@ -246,6 +272,42 @@ async fn try_perform(session: &Session, app: &mut App, action: Action) -> anyhow
         Action::Quit => {}
     }
     Ok(())
+}
+
+/// The verify panel: during a key change the NEW key's number first, labelled, as the one to
+/// compare; the old one below, for reference.
+fn verify_panel(
+    user: &tincan_wire::Username,
+    numbers: &tincan_node::SafetyNumbers,
+) -> (String, Vec<String>) {
+    let (pinned, old) = &numbers.pinned;
+    match &numbers.pending {
+        Some((new, number)) => (
+            format!("⚠ {user}'s key CHANGED: compare the NEW number"),
+            vec![
+                format!("A phonebook shows a NEW key for {user} ({new})."),
+                "Compare this NEW safety number with the one on their screen, in person or on a call you trust:".into(),
+                String::new(),
+                format!("    NEW key:  {number}"),
+                String::new(),
+                format!("If it matches: /trust. If not, or you cannot check: /reject keeps the old key."),
+                String::new(),
+                format!("For reference only, the old key ({pinned}), pinned until you decide:"),
+                format!("    old key:  {old}"),
+            ],
+        ),
+        None => (
+            format!("Verify {user}"),
+            vec![
+                format!("Your safety number with {user} ({pinned}):"),
+                String::new(),
+                format!("    {old}"),
+                String::new(),
+                "Compare it with the one on their screen, in person or on a call you trust.".into(),
+                "If they match: /verified marks the contact verified. Esc closes.".into(),
+            ],
+        ),
+    }
 }
 
 async fn open(

@@ -37,18 +37,22 @@ fn draw_contacts(frame: &mut Frame<'_>, app: &App, area: Rect) {
                 Style::new().add_modifier(Modifier::BOLD),
             )));
         }
-        let online = app.online.contains(&c.username);
+        let online = app.online.contains(&c.peer_id);
         let dot = match () {
             _ if c.kind == ContactKind::Request => {
                 Span::styled("? ", Style::new().fg(Color::Yellow))
             }
-            _ if online && app.paths.get(&c.username) == Some(&Path::Relayed) => {
+            _ if online && app.paths.get(&c.peer_id) == Some(&Path::Relayed) => {
                 Span::styled("◑ ", Style::new().fg(Color::Yellow))
             }
             _ if online => Span::styled("● ", Style::new().fg(Color::Green)),
             _ => Span::styled("○ ", Style::new().fg(Color::DarkGray)),
         };
         let mut spans = vec![dot, Span::raw(c.username.to_string())];
+        if format::impostor(c) {
+            spans
+                .push(Span::styled(" !", Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)));
+        }
         if c.pending_peer_id.is_some() {
             spans
                 .push(Span::styled(" ⚠", Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)));
@@ -104,7 +108,7 @@ fn draw_conversation(frame: &mut Frame<'_>, app: &App, area: Rect) {
     };
     let mut title = format!(" {} ", contact.username);
     title.push_str(
-        match (app.online.contains(&contact.username), app.paths.get(&contact.username)) {
+        match (app.online.contains(&contact.peer_id), app.paths.get(&contact.peer_id)) {
             (false, _) => "· offline ",
             (true, Some(Path::Relayed)) => "· online via relay ",
             (true, Some(Path::Punched)) => "· online, direct (hole punched) ",
@@ -116,25 +120,32 @@ fn draw_conversation(frame: &mut Frame<'_>, app: &App, area: Rect) {
         _ if contact.pending_peer_id.is_some() => "· ⚠ KEY CHANGED ",
         _ if contact.kind == ContactKind::Request => "· message request ",
         _ if contact.verified => "· verified ",
-        _ => "· unverified ",
+        _ => "· not verified ",
     });
     let mut lines: Vec<Line<'_>> = Vec::new();
     if contact.pending_peer_id.is_some() {
         lines.push(Line::styled(
             format!(
-                "⚠ {}'s KEY CHANGED. Nothing is sent until you /verify and /trust the new key.",
+                "⚠ {}'s KEY CHANGED. Nothing is sent until you /verify the new key, then /trust or /reject it.",
                 contact.username
             ),
             Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
         ));
     }
     if contact.kind == ContactKind::Request {
+        let style = if format::impostor(contact) {
+            Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD)
+        } else {
+            Style::new().fg(Color::Black).bg(Color::Yellow)
+        };
         lines.push(Line::styled(
             format!(
-                "Message request from someone claiming to be {} (unverified): /accept or /block.",
-                contact.username
+                "Message request from someone claiming to be {} ({}, key {}): /accept or /block.",
+                contact.username,
+                contact.claim.describe(),
+                format::key_id(contact)
             ),
-            Style::new().fg(Color::Black).bg(Color::Yellow),
+            style,
         ));
     }
     for entry in &app.messages {
@@ -277,11 +288,11 @@ mod tests {
         bob.verified = true;
         let mut carol = contact("carol", 2, ContactKind::Contact);
         carol.unread = 3;
+        app.online.insert(bob.peer_id.clone());
+        app.paths.insert(bob.peer_id.clone(), Path::Punched);
+        app.online.insert(carol.peer_id.clone());
+        app.paths.insert(carol.peer_id.clone(), Path::Relayed);
         app.set_contacts(vec![carol, bob, contact("mallory", 3, ContactKind::Request)]);
-        app.online.insert(Username::new("bob").unwrap());
-        app.paths.insert(Username::new("bob").unwrap(), Path::Punched);
-        app.online.insert(Username::new("carol").unwrap());
-        app.paths.insert(Username::new("carol").unwrap(), Path::Relayed);
         app
     }
 

@@ -8,11 +8,10 @@ use std::process::{Child, Command, Output, Stdio};
 
 pub const PASSWORD: &str = "correct horse battery";
 
-/// A temporary world: a home, a data directory, a password file, and a local phonebook
-/// address of its own (so that tests do not share one).
+/// A temporary world: a home, a data directory (with its own local phonebook, so that tests
+/// do not share one), and a password file.
 pub struct World {
     pub dir: tempfile::TempDir,
-    pub local_phonebook: String,
 }
 
 impl World {
@@ -20,8 +19,7 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("password"), format!("{PASSWORD}\n")).unwrap();
         std::fs::write(dir.path().join("wrong"), "not the password\n").unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        World { dir, local_phonebook: format!("127.0.0.1:{port}") }
+        World { dir }
     }
 
     pub fn home(&self) -> PathBuf {
@@ -44,7 +42,6 @@ impl World {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home())
             .env("TINCAN_DATA_DIR", self.data())
-            .env("TINCAN_LOCAL_PHONEBOOK", &self.local_phonebook)
             .args(["--profile", profile, "--password-file"])
             .arg(self.password_file())
             .args(args);
@@ -154,7 +151,9 @@ impl Phonebook {
         // With --relay, a "relay …" line comes first.
         while line.is_empty() || line.starts_with("relay ") {
             line.clear();
-            stdout.read_line(&mut line).unwrap();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                panic!("the phonebook exited before listening");
+            }
         }
         let addr = line.trim().strip_prefix("listening on ").unwrap().to_owned();
         Phonebook { url: format!("http://{addr}"), child }

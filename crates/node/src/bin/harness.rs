@@ -222,8 +222,15 @@ async fn handle(node: &Node, command: &Value) -> Result<(), String> {
         node.republish();
         out(json!({"republishing": true}));
     } else if let Some(name) = command.get("trust") {
-        node.trust(&user(name)?).await.map_err(|e| e.to_string())?;
+        // The harness trusts what it was shown: the pending key, as a user would after
+        // comparing its number.
+        let numbers = node.safety_numbers(&user(name)?).await.map_err(|e| e.to_string())?;
+        let (pending, _) = numbers.pending.ok_or("no key change to trust")?;
+        node.trust(&user(name)?, pending).await.map_err(|e| e.to_string())?;
         out(json!({"trusted": name}));
+    } else if let Some(name) = command.get("reject") {
+        node.reject(&user(name)?).await.map_err(|e| e.to_string())?;
+        out(json!({"rejected": name}));
     } else {
         return Err("unknown command".into());
     }
@@ -239,13 +246,13 @@ fn event_json(event: &Event) -> Value {
         Event::Status { id, status, .. } => {
             json!({"status": {"id": id.to_string(), "status": status.name()}})
         }
-        Event::Online { username } => json!({"online": username.as_str()}),
-        Event::Offline { username } => json!({"offline": username.as_str()}),
+        Event::Online { username, .. } => json!({"online": username.as_str()}),
+        Event::Offline { username, .. } => json!({"offline": username.as_str()}),
         Event::KeyChanged { username, old, new, .. } => {
             json!({"key_changed": {"username": username.as_str(), "old": old.to_base58(), "new": new.to_base58()}})
         }
-        Event::Request { peer_id, claimed, confirmed, .. } => {
-            json!({"request": {"peer_id": peer_id.to_base58(), "claimed": claimed.as_str(), "confirmed": confirmed}})
+        Event::Request { peer_id, claimed, claim, .. } => {
+            json!({"request": {"peer_id": peer_id.to_base58(), "claimed": claimed.as_str(), "claim": claim}})
         }
         Event::Published { phonebook, addrs } => json!({"published": {
             "phonebook": phonebook, "addrs": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),

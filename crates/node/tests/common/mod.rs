@@ -208,9 +208,10 @@ impl Phonebook {
             data.display().to_string(),
             "--writes-per-minute".into(),
             "0".into(),
-            "--presence-ttl".into(),
-            "60".into(),
         ];
+        if !extra.contains(&"--presence-ttl") {
+            args.extend(["--presence-ttl".into(), "60".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         Phonebook::spawn(None, args)
     }
@@ -242,7 +243,9 @@ impl Phonebook {
                 relay = addrs.split(' ').map(str::to_owned).collect();
             }
             line.clear();
-            stdout.read_line(&mut line).unwrap();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                panic!("the phonebook exited before listening (arguments {args:?})");
+            }
         }
         let addr = line.trim().strip_prefix("listening on ").unwrap().to_owned();
         Phonebook { url: format!("http://{addr}"), relay, child, args, netns }

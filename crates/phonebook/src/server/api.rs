@@ -41,6 +41,7 @@ use crate::{Endpoint, RecordError, SignedDelete, SignedRecord};
         PeerList,
         Info,
         crate::RelayInfo,
+        crate::record::AddrText,
         ErrorBody,
         ErrorDetail,
         Health
@@ -160,6 +161,7 @@ impl From<RegistryError> for ApiError {
                 current_seq: Some(current),
                 ..ApiError::new(StatusCode::CONFLICT, "stale-seq", e.to_string())
             },
+            RegistryError::SeqInFuture { .. } => ApiError::bad("seq-in-future", e.to_string()),
             RegistryError::NotFound => {
                 ApiError::new(StatusCode::NOT_FOUND, "not-found", e.to_string())
             }
@@ -243,10 +245,14 @@ impl FromRequestParts<Arc<App>> for WriteAllowed {
 }
 
 fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> IpAddr {
+    // The trusted proxy appends the address it saw to the last header line: everything
+    // before that entry came from the client and can be forged.
     if trust_forwarded_for
         && let Some(ip) = parts
             .headers
-            .get("x-forwarded-for")
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse().ok())
@@ -268,12 +274,12 @@ fn client_ip(parts: &Parts, trust_forwarded_for: bool) -> IpAddr {
 #[utoipa::path(
     post,
     path = "/peers/{username}",
-    params(("username" = String, Path, description = "1–32 of a-z 0-9 _ . -, case-folded")),
+    params(("username" = String, Path, description = "1–32 of a-z 0-9 _ . -, case-folded", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")),
     request_body = SignedRecord,
     responses(
         (status = 201, description = "Bound and online", body = PeerView),
         (status = 200, description = "Refreshed", body = PeerView),
-        (status = 400, description = "invalid-username, username-mismatch, malformed-json, invalid-peer-id, malformed-signature, too-many-addrs, invalid-addr, record-expired, ttl-too-long", body = ErrorBody),
+        (status = 400, description = "invalid-username, username-mismatch, malformed-json, invalid-peer-id, malformed-signature, too-many-addrs, invalid-addr, record-expired, ttl-too-long, seq-in-future", body = ErrorBody),
         (status = 401, description = "bad-signature", body = ErrorBody),
         (status = 409, description = "name-taken, stale-seq", body = ErrorBody),
         (status = 413, description = "body-too-large", body = ErrorBody),
@@ -330,7 +336,7 @@ async fn register(
 #[utoipa::path(
     get,
     path = "/peers/{username}",
-    params(("username" = String, Path, description = "1–32 of a-z 0-9 _ . -, case-folded")),
+    params(("username" = String, Path, description = "1–32 of a-z 0-9 _ . -, case-folded", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")),
     responses(
         (status = 200, description = "Bound", body = PeerView),
         (status = 400, description = "invalid-username", body = ErrorBody),
@@ -341,8 +347,9 @@ async fn lookup(
     State(app): State<Arc<App>>,
     UsernamePath(username): UsernamePath,
 ) -> Result<JsonBytes, ApiError> {
-    app.registry
-        .lookup(&username, now_ms())
+    let answer = app.registry.lookup(&username, now_ms());
+    app.metrics.lookup(answer.is_some());
+    answer
         .map(JsonBytes)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such username"))
 }
@@ -361,15 +368,17 @@ impl IntoResponse for JsonBytes {
 #[utoipa::path(
     delete,
     path = "/peers/{username}",
-    params(("username" = String, Path, description = "1–32 of a-z 0-9 _ . -, case-folded")),
+    params(("username" = String, Path, description = "1–32 of a-z 0-9 _ . -, case-folded", pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")),
     request_body = SignedDelete,
     responses(
         (status = 200, description = "Deleted", body = Health),
-        (status = 400, description = "invalid-username, username-mismatch, malformed-json, invalid-peer-id, malformed-signature", body = ErrorBody),
+        (status = 400, description = "invalid-username, username-mismatch, malformed-json, invalid-peer-id, malformed-signature, seq-in-future", body = ErrorBody),
         (status = 401, description = "bad-signature", body = ErrorBody),
         (status = 403, description = "not-owner", body = ErrorBody),
         (status = 404, description = "not-found", body = ErrorBody),
         (status = 409, description = "stale-seq", body = ErrorBody),
+        (status = 413, description = "body-too-large", body = ErrorBody),
+        (status = 415, description = "unsupported-media-type", body = ErrorBody),
         (status = 429, description = "rate-limited", body = ErrorBody),
     )
 )]
@@ -397,8 +406,10 @@ async fn delete(
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
     /// Continue after this username (the `next` of the previous page).
+    #[param(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")]
     after: Option<String>,
     /// Page size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
 }
 
@@ -475,7 +486,7 @@ async fn healthz() -> Json<Health> {
 }
 
 /// What this phonebook accepts, for clients to adapt to.
-#[derive(Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Info {
     /// Server version.
     pub version: String,
@@ -566,8 +577,27 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
     };
     let method = request.method().clone();
     let started = Instant::now();
-    // Only requests with a body can be slow to arrive; the others are answered from memory.
-    let response = if method == axum::http::Method::POST || method == axum::http::Method::DELETE {
+    // Only requests with a body can be slow to arrive, or too large; the others are answered
+    // from memory.
+    let has_body = method == axum::http::Method::POST || method == axum::http::Method::DELETE;
+    // A body announced over the limit is refused before waiting for it.
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if has_body && announced.is_some_and(|n| n > app.config.limits.max_body_bytes as u64) {
+        let response = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "the body is over the size limit",
+        )
+        .into_response();
+        app.metrics.request(route, response.status().as_u16());
+        app.metrics.rejection("body-too-large");
+        return response;
+    }
+    let response = if has_body {
         match tokio::time::timeout(app.config.limits.request_timeout, next.run(request)).await {
             Ok(response) => response,
             Err(_) => {

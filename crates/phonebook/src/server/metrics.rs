@@ -27,6 +27,8 @@ pub(crate) struct Metrics {
     requests: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
     rejections: Mutex<BTreeMap<&'static str, u64>>,
     registrations: Mutex<BTreeMap<&'static str, u64>>,
+    /// Lookups that found the name, and that did not.
+    lookups: [AtomicU64; 2],
 }
 
 impl Default for Metrics {
@@ -35,6 +37,7 @@ impl Default for Metrics {
             requests: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             rejections: Mutex::default(),
             registrations: Mutex::default(),
+            lookups: Default::default(),
         }
     }
 }
@@ -45,6 +48,10 @@ impl Metrics {
         if let Some(row) = self.requests.get(route) {
             row[s].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub(crate) fn lookup(&self, found: bool) {
+        self.lookups[usize::from(found)].fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn rejection(&self, code: &'static str) {
@@ -89,6 +96,12 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE tincan_phonebook_registrations_total counter");
         for (kind, n) in self.registrations.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             let _ = writeln!(out, "tincan_phonebook_registrations_total{{kind=\"{kind}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP tincan_phonebook_lookups_total Lookups of one username.");
+        let _ = writeln!(out, "# TYPE tincan_phonebook_lookups_total counter");
+        for (outcome, n) in ["not-found", "found"].iter().zip(&self.lookups) {
+            let n = n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "tincan_phonebook_lookups_total{{outcome=\"{outcome}\"}} {n}");
         }
         let _ = writeln!(out, "# HELP tincan_phonebook_bindings Usernames bound to a key.");
         let _ = writeln!(out, "# TYPE tincan_phonebook_bindings gauge");

@@ -54,6 +54,10 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Most connections at once; more are closed at once.
     pub max_connections: usize,
+    /// Most connections from one client address (an IPv4 address, or an IPv6 /64) at once, so
+    /// that one address cannot take every slot. Not applied behind a trusted proxy, where every
+    /// connection comes from the proxy.
+    pub max_connections_per_ip: usize,
     /// Writes (registrations and deletions) per client address per minute; 0 turns it off.
     pub writes_per_minute: u32,
     /// Writes a client may burst before the per-minute rate applies.
@@ -83,6 +87,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_connections_per_ip: 64,
             writes_per_minute: 60,
             write_burst: 20,
             trust_forwarded_for: false,
@@ -114,7 +119,8 @@ impl Server {
             None => (None, Vec::new()),
         };
         tracing::info!(bindings = loaded.len(), "bindings loaded");
-        let registry = registry::Registry::new(persist, loaded, config.presence_ttl);
+        let registry = registry::Registry::new(persist, loaded, config.presence_ttl)
+            .with_clock_skew(config.clock_skew);
         let limiter =
             limit::RateLimiter::new(config.limits.writes_per_minute, config.limits.write_burst);
         Ok(Server {
@@ -134,9 +140,43 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
+        self.serve_on(Listener::Tcp(listener), shutdown).await
+    }
+
+    /// Like [`Server::serve`], on a Unix socket, for clients of the same user only: a
+    /// connection whose peer (`SO_PEERCRED`) is another user is closed before it is read. The
+    /// socket's directory should be private (mode 0700) too.
+    #[cfg(unix)]
+    pub async fn serve_unix(
+        self,
+        listener: tokio::net::UnixListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        // The socket file was created by this process, so its owner is who we run as.
+        let path = listener.local_addr()?.as_pathname().map(std::path::Path::to_path_buf);
+        let owner = path
+            .map(std::fs::metadata)
+            .transpose()?
+            .map(|m| m.uid())
+            .ok_or_else(|| std::io::Error::other("the Unix socket has no path"))?;
+        self.serve_on(Listener::Unix(listener, owner), shutdown).await
+    }
+
+    async fn serve_on(
+        self,
+        listener: Listener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let router = self.router();
         let limits = self.app.config.limits.clone();
         let connections = Arc::new(Semaphore::new(limits.max_connections));
+        let per_ip = Arc::new(PerAddress::new(if limits.trust_forwarded_for {
+            usize::MAX
+        } else {
+            limits.max_connections_per_ip
+        }));
+        let mut refusals = RefusalLog::default();
         let graceful = GracefulShutdown::new();
         let sweeper = tokio::spawn(sweep(self.app.clone()));
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -147,7 +187,7 @@ impl Server {
             .max_buf_size(64 * 1024);
         tokio::pin!(shutdown);
         loop {
-            let (stream, peer) = tokio::select! {
+            let accepted = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
@@ -159,11 +199,28 @@ impl Server {
                 },
                 () = &mut shutdown => break,
             };
-            let Ok(permit) = connections.clone().try_acquire_owned() else {
-                tracing::warn!(%peer, "connection limit reached; closing");
+            let (stream, peer) = match accepted {
+                Accepted::Tcp(stream, peer) => {
+                    let _ = stream.set_nodelay(true);
+                    (Stream::Tcp(stream), peer)
+                }
+                #[cfg(unix)]
+                Accepted::Unix(stream, None) => {
+                    refusals.refused("a connection from another user");
+                    drop(stream);
+                    continue;
+                }
+                #[cfg(unix)]
+                Accepted::Unix(stream, Some(peer)) => (Stream::Unix(stream), peer),
+            };
+            let Some(slot) = per_ip.take(peer.ip()) else {
+                refusals.refused("too many connections from one address");
                 continue;
             };
-            let _ = stream.set_nodelay(true);
+            let Ok(permit) = connections.clone().try_acquire_owned() else {
+                refusals.refused("connection limit reached");
+                continue;
+            };
             let service = router.clone().map_request(move |mut req: axum::extract::Request<_>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req
@@ -174,6 +231,7 @@ impl Server {
             tokio::spawn(async move {
                 let _ = conn.await;
                 drop(permit);
+                drop(slot);
             });
         }
         tracing::info!("shutting down: waiting for requests in flight");
@@ -190,6 +248,156 @@ impl Server {
     /// The address a listener is bound to, as the test harness and the CLI print it.
     pub fn local_addr(listener: &TcpListener) -> std::io::Result<SocketAddr> {
         listener.local_addr()
+    }
+}
+
+/// Where the server accepts connections.
+enum Listener {
+    Tcp(TcpListener),
+    /// A Unix socket, and the uid allowed to connect.
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener, u32),
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    /// With the address to count it under, or `None` when the peer is another user.
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream, Option<SocketAddr>),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        match self {
+            Listener::Tcp(l) => l.accept().await.map(|(s, a)| Accepted::Tcp(s, a)),
+            #[cfg(unix)]
+            Listener::Unix(l, owner) => {
+                let (stream, _) = l.accept().await?;
+                let same_user = stream.peer_cred().is_ok_and(|c| c.uid() == *owner);
+                // Every local client counts as one loopback address.
+                let local = SocketAddr::from(([127, 0, 0, 1], 0));
+                Ok(Accepted::Unix(stream, same_user.then_some(local)))
+            }
+        }
+    }
+}
+
+/// An accepted connection, TCP or Unix.
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
+
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            #[cfg(unix)]
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            #[cfg(unix)]
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            #[cfg(unix)]
+            Stream::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Connections per client address. Entries exist only while their connections do, so the map
+/// is bounded by the connection limit.
+struct PerAddress {
+    max: usize,
+    counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// A connection's place in [`PerAddress`], given back when dropped.
+struct Slot {
+    owner: Arc<PerAddress>,
+    key: std::net::IpAddr,
+}
+
+impl PerAddress {
+    fn new(max: usize) -> PerAddress {
+        PerAddress { max, counts: Default::default() }
+    }
+
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Slot> {
+        let key = limit::client_key(ip);
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Slot { owner: self.clone(), key })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.owner.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Refused connections, logged at most once per 10 s with a count: a flood of them must not
+/// become a flood of log lines.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, why: &'static str) {
+        self.since += 1;
+        let now = Instant::now();
+        if self.last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
+            tracing::warn!(refused = self.since, "refusing connections: {why}");
+            self.last = Some(now);
+            self.since = 0;
+        }
     }
 }
 

@@ -22,6 +22,10 @@ pub(crate) struct Stored {
     pub(crate) presence_until: u64,
     pub(crate) bound_at: u64,
     pub(crate) last_seen: u64,
+    /// A released name: nobody holds it, but records with a `seq` up to this entry's are
+    /// refused until this time (ms), when every record the owner signed below it has expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) released_until: Option<u64>,
 }
 
 /// Why persisting failed.

@@ -47,6 +47,10 @@ pub(crate) enum RegistryError {
     NameTaken,
     #[error("sequence number {got} is not above the current {current}: a replay or an old record")]
     StaleSeq { got: u64, current: u64 },
+    #[error(
+        "sequence number {got} is ahead of this phonebook's clock by more than the allowed skew; sequence numbers are milliseconds since the epoch"
+    )]
+    SeqInFuture { got: u64 },
     #[error("no such username")]
     NotFound,
     #[error("only the key that owns the username may delete it")]
@@ -62,6 +66,8 @@ struct Entry {
     presence_until: u64,
     bound_at: u64,
     last_seen: u64,
+    /// Set for a released name's tombstone: until when it keeps the highest `seq`.
+    released_until: Option<u64>,
     /// The lookup answer with `"online":false`, serialized once whenever the entry changes,
     /// so a lookup copies bytes instead of serializing.
     body: Bytes,
@@ -75,8 +81,14 @@ impl Entry {
             presence_until: stored.presence_until,
             bound_at: stored.bound_at,
             last_seen: stored.last_seen,
+            released_until: stored.released_until,
             body: offline_body(username, stored),
         }
+    }
+
+    /// Whether this is a released name's tombstone rather than a binding.
+    fn released(&self) -> bool {
+        self.released_until.is_some()
     }
 
     /// The lookup answer as of `now`.
@@ -126,6 +138,31 @@ struct Index {
     by_name: HashMap<Username, Entry>,
     /// Usernames whose presence has not been seen to expire, in order, for the directory.
     online: BTreeSet<Username>,
+    /// Released names' tombstones, by the time they may go.
+    tombstones: BTreeSet<(u64, Username)>,
+}
+
+impl Index {
+    /// Puts `entry` in place of whatever `username` had, keeping the tombstone set in step.
+    fn insert(&mut self, username: &Username, entry: Entry) {
+        if let Some(until) = entry.released_until {
+            self.tombstones.insert((until, username.clone()));
+        }
+        if let Some(old) = self.by_name.insert(username.clone(), entry)
+            && let Some(until) = old.released_until
+        {
+            self.tombstones.remove(&(until, username.clone()));
+        }
+    }
+
+    fn remove(&mut self, username: &Username) {
+        self.online.remove(username);
+        if let Some(old) = self.by_name.remove(username)
+            && let Some(until) = old.released_until
+        {
+            self.tombstones.remove(&(until, username.clone()));
+        }
+    }
 }
 
 /// Whether a registration created the binding or refreshed it.
@@ -139,6 +176,7 @@ pub(crate) struct Registry {
     index: RwLock<Index>,
     persist: Option<Persist>,
     presence_ttl: Duration,
+    clock_skew: Duration,
 }
 
 impl Registry {
@@ -158,10 +196,19 @@ impl Registry {
                 tracing::warn!(username = %name, "skipping an unreadable binding");
                 continue;
             };
-            index.online.insert(username.clone());
-            index.by_name.insert(username.clone(), Entry::new(&username, peer_id, &stored));
+            if stored.released_until.is_none() {
+                index.online.insert(username.clone());
+            }
+            index.insert(&username, Entry::new(&username, peer_id, &stored));
         }
-        Registry { index: RwLock::new(index), persist, presence_ttl }
+        Registry { index: RwLock::new(index), persist, presence_ttl, clock_skew: Duration::ZERO }
+    }
+
+    /// How far ahead of the server's clock a client's may be: it bounds sequence numbers, and
+    /// how long a released name keeps its tombstone.
+    pub(crate) fn with_clock_skew(mut self, skew: Duration) -> Registry {
+        self.clock_skew = skew;
+        self
     }
 
     /// Registers or refreshes `record`, received at `now`. Returns the lookup answer.
@@ -170,11 +217,24 @@ impl Registry {
         record: Record,
         now: u64,
     ) -> Result<(Registered, Bytes), RegistryError> {
+        self.check_seq(record.seq, now)?;
         let presence_until = record.expires_at.0.min(now.saturating_add(ms(self.presence_ttl)));
         let (outcome, answer, pending, previous) = {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
             let previous = index.by_name.get(&record.username).cloned();
             let outcome = match &previous {
+                // A released name is free, but its owner's old records stay refused: they
+                // would bind it again at old addresses.
+                Some(entry) if entry.released() && entry.released_until > Some(now) => {
+                    if record.seq <= entry.seq {
+                        return Err(RegistryError::StaleSeq {
+                            got: record.seq,
+                            current: entry.seq,
+                        });
+                    }
+                    Registered::Created
+                }
+                Some(entry) if entry.released() => Registered::Created,
                 Some(entry) if entry.peer_id != record.peer_id => {
                     return Err(RegistryError::NameTaken);
                 }
@@ -184,20 +244,25 @@ impl Registry {
                 Some(_) => Registered::Refreshed,
                 None => Registered::Created,
             };
+            let bound_at = match (&previous, outcome) {
+                (Some(e), Registered::Refreshed) => e.bound_at,
+                _ => now,
+            };
             let stored = Stored {
                 peer_id: record.peer_id.to_base58(),
                 seq: record.seq,
                 record: Some(record.signed.clone()),
                 deletion: None,
                 presence_until,
-                bound_at: previous.as_ref().map_or(now, |e| e.bound_at),
+                bound_at,
                 last_seen: now,
+                released_until: None,
             };
             let pending = self.queue_put(&record.username, &stored)?;
             let entry = Entry::new(&record.username, record.peer_id, &stored);
             let answer = entry.answer(now);
             index.online.insert(record.username.clone());
-            index.by_name.insert(record.username.clone(), entry);
+            index.insert(&record.username, entry);
             (outcome, answer, pending, previous)
         };
         if let Err(e) = wait(pending).await {
@@ -215,9 +280,14 @@ impl Registry {
         deletion: SignedDelete,
         now: u64,
     ) -> Result<(), RegistryError> {
+        self.check_seq(deletion.seq, now)?;
         let (pending, previous) = {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-            let entry = index.by_name.get(username).ok_or(RegistryError::NotFound)?;
+            let entry = index
+                .by_name
+                .get(username)
+                .filter(|e| !e.released())
+                .ok_or(RegistryError::NotFound)?;
             if entry.peer_id != peer_id {
                 return Err(RegistryError::NotOwner);
             }
@@ -227,23 +297,26 @@ impl Registry {
             let previous = Some(entry.clone());
             let seq = deletion.seq;
             index.online.remove(username);
-            let pending = if deletion.release {
-                index.by_name.remove(username);
-                self.queue_remove(username)?
-            } else {
-                let stored = Stored {
-                    peer_id: peer_id.to_base58(),
-                    seq,
-                    record: None,
-                    deletion: Some(deletion),
-                    presence_until: 0,
-                    bound_at: previous.as_ref().map_or(now, |e| e.bound_at),
-                    last_seen: now,
-                };
-                let pending = self.queue_put(username, &stored)?;
-                index.by_name.insert(username.clone(), Entry::new(username, peer_id, &stored));
-                pending
+            // Released, the name keeps a tombstone with the highest sequence number, until
+            // every record signed below it has expired (seq ≤ sign time + skew, and a record
+            // lives at most TTL + skew past its arrival).
+            let released_until = deletion.release.then(|| {
+                seq.max(now)
+                    .saturating_add(ms(self.presence_ttl))
+                    .saturating_add(ms(self.clock_skew))
+            });
+            let stored = Stored {
+                peer_id: peer_id.to_base58(),
+                seq,
+                record: None,
+                deletion: Some(deletion),
+                presence_until: 0,
+                bound_at: previous.as_ref().map_or(now, |e| e.bound_at),
+                last_seen: now,
+                released_until,
             };
+            let pending = self.queue_put(username, &stored)?;
+            index.insert(username, Entry::new(username, peer_id, &stored));
             (pending, (seq, previous))
         };
         if let Err(e) = wait(pending).await {
@@ -256,7 +329,17 @@ impl Registry {
     /// The lookup answer for `username`, with presence as of `now`.
     pub(crate) fn lookup(&self, username: &Username, now: u64) -> Option<Bytes> {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
-        index.by_name.get(username).map(|entry| entry.answer(now))
+        index.by_name.get(username).filter(|e| !e.released()).map(|entry| entry.answer(now))
+    }
+
+    /// Refuses a sequence number further ahead of `now` than the clock skew: sequence numbers
+    /// are the signer's clock in ms, and one far in the future (`u64::MAX`, say) would freeze
+    /// the name, since nothing could ever follow it.
+    fn check_seq(&self, seq: u64, now: u64) -> Result<(), RegistryError> {
+        if seq > now.saturating_add(ms(self.clock_skew)) {
+            return Err(RegistryError::SeqInFuture { got: seq });
+        }
+        Ok(())
     }
 
     /// The answers of up to `limit` users online at `now`, in username order, after `after`;
@@ -298,20 +381,31 @@ impl Registry {
     pub(crate) async fn sweep(&self, now: u64, release_after: Option<Duration>) -> usize {
         let pending = {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-            let Index { by_name, online } = &mut *index;
+            let Index { by_name, online, tombstones } = &mut *index;
             online.retain(|name| by_name.get(name).is_some_and(|e| e.presence_until > now));
-            let Some(after) = release_after else { return 0 };
-            let cutoff = now.saturating_sub(ms(after));
-            let stale: Vec<Username> = by_name
+            // Tombstones past their time go, and so do names unused for `release_after`
+            // (their records have all expired, so they need no tombstone).
+            let mut stale: Vec<Username> = tombstones
                 .iter()
-                .filter(|(_, e)| e.last_seen < cutoff && e.presence_until <= now)
-                .map(|(name, _)| name.clone())
+                .take_while(|(until, _)| *until <= now)
+                .map(|(_, name)| name.clone())
                 .collect();
+            if let Some(after) = release_after {
+                let cutoff = now.saturating_sub(ms(after));
+                stale.extend(
+                    by_name
+                        .iter()
+                        .filter(|(_, e)| {
+                            !e.released() && e.last_seen < cutoff && e.presence_until <= now
+                        })
+                        .map(|(name, _)| name.clone()),
+                );
+            }
             let mut pending = Vec::with_capacity(stale.len());
             for name in stale {
                 match self.queue_remove(&name) {
                     Ok(p) => {
-                        by_name.remove(&name);
+                        index.remove(&name);
                         pending.push(p);
                     }
                     // The queue is full: leave the rest for the next sweep.
@@ -337,7 +431,7 @@ impl Registry {
             .iter()
             .filter(|n| index.by_name.get(*n).is_some_and(|e| e.presence_until > now))
             .count();
-        (index.by_name.len(), online)
+        (index.by_name.len() - index.tombstones.len(), online)
     }
 
     fn queue_put(
@@ -367,13 +461,12 @@ impl Registry {
         }
         match previous {
             Some(entry) => {
-                index.online.insert(username.clone());
-                index.by_name.insert(username.clone(), entry);
+                if !entry.released() {
+                    index.online.insert(username.clone());
+                }
+                index.insert(username, entry);
             }
-            None => {
-                index.by_name.remove(username);
-                index.online.remove(username);
-            }
+            None => index.remove(username),
         }
     }
 }

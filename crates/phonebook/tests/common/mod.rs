@@ -46,7 +46,9 @@ impl Phonebook {
         // With --relay, a "relay …" line comes first.
         while line.is_empty() || line.starts_with("relay ") {
             line.clear();
-            stdout.read_line(&mut line).unwrap();
+            if stdout.read_line(&mut line).unwrap() == 0 {
+                panic!("the phonebook exited before listening");
+            }
         }
         let addr = line
             .trim()
