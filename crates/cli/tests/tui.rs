@@ -18,7 +18,12 @@ struct Tmux {
 
 impl Tmux {
     fn start(world: &World) -> Tmux {
-        let session = format!("tincan-test-{}", std::process::id());
+        Tmux::named(world, "main")
+    }
+
+    /// A session of its own per test: tests of one binary share a process id.
+    fn named(world: &World, name: &str) -> Tmux {
+        let session = format!("tincan-test-{}-{name}", std::process::id());
         let status = Command::new("tmux")
             .args(["new-session", "-d", "-s", &session, "-x", "110", "-y", "30", "sh"])
             .env("HOME", world.home())
@@ -67,9 +72,10 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Waits until the screen shows `text`.
+    /// Waits until the screen shows `text`: a minute at most, which a loaded CI machine needs
+    /// when a step dials a peer that is gone.
     fn wait_for(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let screen = self.screen();
             if screen.contains(text) {
@@ -162,4 +168,83 @@ fn a_new_user_chats_disconnects_switches_and_quits() {
     writeln!(bob.stdin.as_mut().unwrap(), "--DISCONNECT--").unwrap();
     bob.wait().unwrap();
     carol.interrupt();
+}
+
+/// The number that `verify` shows for `a` and `b`, read from their key files, as its two rows
+/// of six groups.
+fn safety_number(world: &World, a: &str, b: &str) -> [String; 2] {
+    let key = |p: &str| {
+        tincan_identity::read_public_key(&world.data().join(p).join("identity.key")).unwrap()
+    };
+    let number = tincan_identity::safety_number(&key(a), &key(b)).to_string();
+    let groups: Vec<&str> = number.split(' ').collect();
+    [groups[..6].join(" "), groups[6..].join(" ")]
+}
+
+/// Issue 10, item 1, the whole attack in the chat screen: a reset (or malicious) phonebook
+/// serves mallory's key for bob. alice cannot reach /trust having seen only the old number:
+/// /trust shows the NEW number first, labelled as new, beside the old one; /reject keeps the
+/// old key, and the phonebook's answer no longer raises a key change.
+#[test]
+fn issue_10_a_changed_key_is_verified_by_its_new_number() {
+    let world = World::new();
+    let pb = Phonebook::start(&world.dir.path().join("pb"));
+    let opts = ["--phonebook", pb.url.as_str()];
+    world.init("alice", &opts);
+    world.init("bob", &opts);
+    let bob = world.spawn("bob", &["--phonebook", &pb.url, "bot", "echo"], "Echo bot");
+
+    let tmux = Tmux::named(&world, "keychange");
+    let exe = env!("CARGO_BIN_EXE_tincan");
+    let password = world.password_file();
+    tmux.type_line(&format!(
+        "{exe} --profile alice --phonebook {} --password-file {}; echo EXITED:$?",
+        pb.url,
+        password.display()
+    ));
+    tmux.wait_for("Nobody chosen");
+    tmux.type_line("bob");
+    tmux.wait_for("Chatting with bob");
+    tmux.type_line("hi bob");
+    tmux.wait_for("echo: hi bob");
+    bob.interrupt();
+
+    // The phonebook loses its data (or lies): mallory takes the name bob.
+    let addr = pb.addr.clone();
+    drop(pb);
+    let pb = Phonebook::start_on(&world.dir.path().join("pb-reset"), &addr);
+    let out = world.run("mallory", &["--phonebook", &pb.url, "init", "--username", "bob"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mallory = world.spawn("mallory", &["--phonebook", &pb.url, "bot", "echo"], "Echo bot");
+
+    // alice writes; her node finds the new key and holds the message.
+    tmux.type_line("are you still there?");
+    tmux.wait_for("KEY CHANGED");
+    let real = safety_number(&world, "alice", "bob");
+    let fake = safety_number(&world, "alice", "mallory");
+    // Straight to /trust: not trusted; the NEW number is shown instead.
+    tmux.type_line("/trust");
+    let screen = tmux.wait_for("NEW key:");
+    println!("after /trust:\n{screen}");
+    assert!(screen.contains(&format!("NEW key:  {}", fake[0])), "the new key's number: {screen}");
+    assert!(screen.contains(&fake[1]), "the new key's number: {screen}");
+    assert!(screen.contains(&format!("old key:  {}", real[0])), "beside the old one: {screen}");
+    assert!(screen.contains(&real[1]), "beside the old one: {screen}");
+    assert!(screen.contains("compare the NEW number"), "{screen}");
+    assert!(!screen.contains("Trusted"), "nothing was trusted: {screen}");
+    // The number does not match what bob reads on his screen: alice keeps the old key.
+    tmux.type_line("/reject");
+    let screen = tmux.wait_for("Kept bob's old key");
+    assert!(screen.contains("still wait for the old key"), "{screen}");
+    // The phonebook keeps answering with mallory's key: no new key change comes of it.
+    std::thread::sleep(Duration::from_secs(12));
+    let screen = tmux.screen();
+    assert!(!screen.contains("KEY CHANGED"), "a rejected key raised a key change again: {screen}");
+    tmux.type_line("/quit");
+    tmux.wait_for("EXITED:0");
+    let out = world.run("alice", &["contacts", "--json"]);
+    let contacts: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(contacts[0]["pending_peer_id"], serde_json::Value::Null, "{contacts}");
+    assert_eq!(contacts[0]["rejected_keys"].as_array().map(Vec::len), Some(1), "{contacts}");
+    mallory.interrupt();
 }

@@ -303,3 +303,35 @@ async fn issue_10_a_dead_peer_is_not_looked_up_in_a_storm() {
     assert!(during <= 7, "{during} lookups in 30 s: at most one per 5 s");
     assert!(during >= 1, "it still looks: the peer may come back elsewhere");
 }
+
+/// Issue 10: a stranger's messages wait for the user's decision, within limits. Past 100 per
+/// request, the recipient refuses them as `quota` (temporary): they stay queued at the sender,
+/// nothing is lost, and they flow once the request is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_10_a_stranger_cannot_fill_the_disk_and_nothing_is_lost() {
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = Peer::start(&root.path().join("alice"), "alice", &[]);
+    let mut mallory = Peer::start(&root.path().join("mallory"), "mallory", &[]);
+    mallory.add(&alice);
+    mallory.command(json!({"send_many": {"to": "alice", "prefix": "spam ", "count": 150}}));
+    let mut received = HashSet::new();
+    while received.len() < 100 {
+        let text = alice.wait(MINUTE, |v| v["received"]["text"].as_str().map(str::to_owned));
+        received.insert(text);
+    }
+    // The rest is refused for now: nothing more is stored, however long mallory tries.
+    std::thread::sleep(Duration::from_secs(4));
+    let late: Vec<_> = alice.drain().into_iter().filter(|v| v.get("received").is_some()).collect();
+    assert!(late.is_empty(), "a request held more than 100 messages: {late:?}");
+    let statuses = mallory.drain();
+    assert!(
+        !statuses.iter().any(|v| v["status"]["status"] == "failed"),
+        "a temporary refusal must not fail messages"
+    );
+    // alice accepts: the other 50 arrive, each once.
+    alice.command(json!({"accept": "mallory"}));
+    while received.len() < 150 {
+        let text = alice.wait(MINUTE, |v| v["received"]["text"].as_str().map(str::to_owned));
+        assert!(received.insert(text.clone()), "{text} twice");
+    }
+}

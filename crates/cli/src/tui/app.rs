@@ -724,6 +724,25 @@ mod tests {
         assert_eq!(typed(&mut app, "/delete"), None);
     }
 
+    /// Issue 10, item 8: a request claiming "bob" cannot light the real bob's marks.
+    #[test]
+    fn issue_10_marks_are_keyed_by_peer_not_by_name() {
+        let mut app = app();
+        let bob = app.contacts[0].peer_id.clone();
+        let impostor = libp2p_identity::PeerId::random();
+        let name = Username::new("bob").unwrap();
+        app.on_event(&Event::Online { username: name.clone(), peer_id: impostor });
+        app.on_event(&Event::Path {
+            username: name.clone(),
+            peer_id: impostor,
+            path: Some(Path::Direct),
+        });
+        assert!(!app.online.contains(&bob) && !app.paths.contains_key(&bob));
+        assert!(app.online.contains(&peer_bytes(&impostor)));
+        app.on_event(&Event::Offline { username: name, peer_id: impostor });
+        assert!(app.online.is_empty() && app.paths.is_empty());
+    }
+
     #[test]
     fn commands_and_keys() {
         let mut app = app();

@@ -280,32 +280,51 @@ fn verify_panel(
     user: &tincan_wire::Username,
     numbers: &tincan_node::SafetyNumbers,
 ) -> (String, Vec<String>) {
+    // Two rows of six groups, as `tincan verify` prints them, so that they fit a narrow panel.
+    let rows = |label: &str, number: &tincan_identity::SafetyNumber| {
+        let text = number.to_string();
+        let groups: Vec<&str> = text.split(' ').collect();
+        let pad = " ".repeat(label.chars().count());
+        [
+            format!("    {label}{}", groups[..6].join(" ")),
+            format!("    {pad}{}", groups[6..].join(" ")),
+        ]
+    };
     let (pinned, old) = &numbers.pinned;
     match &numbers.pending {
         Some((new, number)) => (
             format!("⚠ {user}'s key CHANGED: compare the NEW number"),
-            vec![
-                format!("A phonebook shows a NEW key for {user} ({new})."),
-                "Compare this NEW safety number with the one on their screen, in person or on a call you trust:".into(),
-                String::new(),
-                format!("    NEW key:  {number}"),
-                String::new(),
-                format!("If it matches: /trust. If not, or you cannot check: /reject keeps the old key."),
-                String::new(),
-                format!("For reference only, the old key ({pinned}), pinned until you decide:"),
-                format!("    old key:  {old}"),
-            ],
+            [
+                vec![
+                    format!("A phonebook shows a NEW key for {user} ({new})."),
+                    "Compare this NEW safety number with the one on their screen, in person or on a call you trust:".into(),
+                    String::new(),
+                ],
+                rows("NEW key:  ", number).to_vec(),
+                vec![
+                    String::new(),
+                    "If it matches: /trust. If not, or you cannot check: /reject keeps the old key.".into(),
+                    String::new(),
+                    format!("For reference only, the old key ({pinned}), pinned until you decide:"),
+                ],
+                rows("old key:  ", old).to_vec(),
+            ]
+            .concat(),
         ),
         None => (
             format!("Verify {user}"),
-            vec![
-                format!("Your safety number with {user} ({pinned}):"),
-                String::new(),
-                format!("    {old}"),
-                String::new(),
+            [
+                vec![format!("Your safety number with {user} ({pinned}):"), String::new()],
+                rows("", old).to_vec(),
+                vec![String::new()],
+            ]
+            .concat()
+            .into_iter()
+            .chain([
                 "Compare it with the one on their screen, in person or on a call you trust.".into(),
                 "If they match: /verified marks the contact verified. Esc closes.".into(),
-            ],
+            ])
+            .collect(),
         ),
     }
 }

@@ -118,6 +118,7 @@ impl Drop for Running {
 /// A real phonebook process on an ephemeral port.
 pub struct Phonebook {
     pub url: String,
+    pub addr: String,
     child: Child,
 }
 
@@ -126,8 +127,17 @@ impl Phonebook {
         Phonebook::start_with(data, &[])
     }
 
+    /// Starts one listening on `addr` (to restart it where clients expect it).
+    pub fn start_on(data: &Path, addr: &str) -> Phonebook {
+        Phonebook::spawn(data, addr, &[])
+    }
+
     /// Starts one with `extra` flags, e.g. `--relay`.
     pub fn start_with(data: &Path, extra: &[&str]) -> Phonebook {
+        Phonebook::spawn(data, "127.0.0.1:0", extra)
+    }
+
+    fn spawn(data: &Path, listen: &str, extra: &[&str]) -> Phonebook {
         let exe = std::env::current_exe().unwrap();
         let binary = exe.parent().unwrap().parent().unwrap().join("tincan-phonebook");
         static BUILD: std::sync::Once = std::sync::Once::new();
@@ -140,7 +150,7 @@ impl Phonebook {
             assert!(status.success());
         });
         let mut child = Command::new(binary)
-            .args(["--listen", "127.0.0.1:0", "--writes-per-minute", "0", "--data-dir"])
+            .args(["--listen", listen, "--writes-per-minute", "0", "--data-dir"])
             .arg(data)
             .args(extra)
             .stdout(Stdio::piped())
@@ -156,7 +166,7 @@ impl Phonebook {
             }
         }
         let addr = line.trim().strip_prefix("listening on ").unwrap().to_owned();
-        Phonebook { url: format!("http://{addr}"), child }
+        Phonebook { url: format!("http://{addr}"), addr, child }
     }
 }
 

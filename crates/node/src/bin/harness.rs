@@ -228,6 +228,16 @@ async fn handle(node: &Node, command: &Value) -> Result<(), String> {
         let (pending, _) = numbers.pending.ok_or("no key change to trust")?;
         node.trust(&user(name)?, pending).await.map_err(|e| e.to_string())?;
         out(json!({"trusted": name}));
+    } else if let Some(name) = command.get("accept") {
+        // The message request claiming this name.
+        let name = user(name)?;
+        let contacts = node.store().contacts().await.map_err(|e| e.to_string())?;
+        let request = contacts
+            .into_iter()
+            .find(|c| c.kind == tincan_store::ContactKind::Request && c.username == name)
+            .ok_or("no such request")?;
+        node.accept(request.conversation).await.map_err(|e| e.to_string())?;
+        out(json!({"accepted": name.as_str()}));
     } else if let Some(name) = command.get("reject") {
         node.reject(&user(name)?).await.map_err(|e| e.to_string())?;
         out(json!({"rejected": name}));
