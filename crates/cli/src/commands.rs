@@ -12,7 +12,7 @@ use tincan_wire::Username;
 use crate::cli::Global;
 use crate::config::Profile;
 use crate::format;
-use crate::profile::{self, PasswordSource, Unlocked};
+use crate::profile::{self, Access, PasswordSource, Unlocked};
 use crate::session::Session;
 
 /// Exit code of `send` when the message is queued but not delivered yet.
@@ -264,7 +264,8 @@ pub async fn log(
     limit: usize,
     json: bool,
 ) -> anyhow::Result<()> {
-    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let unlocked =
+        profile::unlock_for(profile, PasswordSource::from(global)?, Access::Read).await?;
     let store = unlocked.store.clone();
     let contact = find(&store, user).await?;
     let entries = store.history(contact.conversation, None, limit).await?;
@@ -290,7 +291,12 @@ pub async fn inbox(
     json: bool,
     peek: bool,
 ) -> anyhow::Result<()> {
-    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let unlocked = profile::unlock_for(
+        profile,
+        PasswordSource::from(global)?,
+        if peek { Access::Read } else { Access::Write },
+    )
+    .await?;
     let store = unlocked.store.clone();
     let mut out = Vec::new();
     for contact in store.contacts().await? {
@@ -345,7 +351,8 @@ pub async fn inbox(
 
 /// `contacts`.
 pub async fn contacts(profile: &Profile, global: &Global, json: bool) -> anyhow::Result<()> {
-    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let unlocked =
+        profile::unlock_for(profile, PasswordSource::from(global)?, Access::Read).await?;
     let store = unlocked.store.clone();
     let contacts = store.contacts().await?;
     if json {
@@ -420,7 +427,12 @@ pub async fn verify(
     user: &str,
     mark: bool,
 ) -> anyhow::Result<()> {
-    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let unlocked = profile::unlock_for(
+        profile,
+        PasswordSource::from(global)?,
+        if mark { Access::Write } else { Access::Read },
+    )
+    .await?;
     let store = unlocked.store.clone();
     let contact = find(&store, user).await?;
     let numbers = show_numbers(&unlocked, &contact)?;
@@ -682,7 +694,8 @@ pub async fn export(
     user: Option<&str>,
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let unlocked =
+        profile::unlock_for(profile, PasswordSource::from(global)?, Access::Read).await?;
     let store = unlocked.store.clone();
     let conv = match user {
         Some(user) => Some(find(&store, user).await?.conversation),

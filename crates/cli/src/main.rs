@@ -17,6 +17,7 @@ use crate::config::Profile;
 
 fn main() {
     let args = Cli::parse();
+    quiet_panics();
     let code = match run(args) {
         Ok(code) => code,
         Err(e) => {
@@ -104,6 +105,22 @@ fn run(args: Cli) -> anyhow::Result<i32> {
             Some(Command::Completions { .. }) => Ok(0),
         }
     })
+}
+
+/// Panics go to the log. One inside the database engine is caught by the store and reported as
+/// a damaged file (a read-only open does not check the file's integrity first): it must not
+/// reach the screen. Any other is a bug, said in one line, with the details in the log.
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(%info, "panic");
+        let in_engine = info.location().is_some_and(|l| l.file().contains("/redb-"));
+        if !in_engine {
+            eprintln!(
+                "tincan: internal error: {} (details in tincan.log)",
+                format::clean_line(&info.to_string())
+            );
+        }
+    }));
 }
 
 /// Logs go to the profile's `tincan.log`, never to the screen. `RUST_LOG` sets the level.

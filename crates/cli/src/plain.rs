@@ -164,6 +164,15 @@ async fn chat(
                     }
                     _ => {}
                 },
+                Ok(Event::Storage(health)) => match health {
+                    tincan_store::Health::Ok => eprintln!("disk space is back: messages flow again."),
+                    tincan_store::Health::DiskFull => eprintln!("disk full: messages wait. Nothing more is stored (or received) until you free space; nothing already stored is lost."),
+                    _ => eprintln!("the store cannot write right now: messages wait; it retries by itself."),
+                },
+                Ok(Event::Duplicate { addrs, .. }) => {
+                    let addrs: Vec<String> = addrs.iter().map(|a| format::clean_line(&a.to_string())).collect();
+                    eprintln!("WARNING: another tincan with this identity runs elsewhere ({}): a copied profile? One of the two receives nothing.", addrs.join(", "));
+                }
                 Ok(Event::KeyChanged { username, .. }) if username == *to => {
                     eprintln!("{to}'s KEY CHANGED: nothing more is sent until you compare the new safety number (`tincan verify {to}`), then `tincan trust {to}` or `tincan reject {to}`.");
                 }

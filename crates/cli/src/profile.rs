@@ -110,9 +110,29 @@ fn prompt(text: &str) -> anyhow::Result<Password> {
     Ok(Password::new(password))
 }
 
-/// Unlocks `profile`: at most three tries at a prompt, one with a given password. Nothing is
-/// written on a wrong password.
+/// How a command uses the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// It writes: the store is opened for this process to write.
+    Write,
+    /// It only reads: the store is opened read-only, alongside a chat that may be writing it,
+    /// and the file is not touched (not even its modification time, which would show when the
+    /// profile was used).
+    Read,
+}
+
+/// Unlocks `profile` for a command that writes: at most three tries at a prompt, one with a
+/// given password. Nothing is written on a wrong password.
 pub async fn unlock(profile: &Profile, source: PasswordSource) -> anyhow::Result<Unlocked> {
+    unlock_for(profile, source, Access::Write).await
+}
+
+/// Unlocks `profile` with the store opened for `access`.
+pub async fn unlock_for(
+    profile: &Profile,
+    source: PasswordSource,
+    access: Access,
+) -> anyhow::Result<Unlocked> {
     if !profile.exists() {
         bail!(
             "profile {:?} has no identity yet (looked in {}); create it with `tincan --profile {} init`",
@@ -138,7 +158,7 @@ pub async fn unlock(profile: &Profile, source: PasswordSource) -> anyhow::Result
             }
         }
     };
-    let store = open_store(profile, &identity)?;
+    let store = open_store(profile, &identity, access)?;
     let username = match store.setting(USERNAME_SETTING).await? {
         Some(bytes) => Username::canonical(std::str::from_utf8(&bytes).unwrap_or_default())
             .context("the stored username is damaged")?,
@@ -156,8 +176,17 @@ fn unlock_with(profile: &Profile, password: &Password) -> anyhow::Result<Identit
     })
 }
 
-fn open_store(profile: &Profile, identity: &Identity) -> anyhow::Result<Store> {
-    Store::open(&profile.store_file(), identity.store_root_key()).map_err(|e| match e {
+fn open_store(profile: &Profile, identity: &Identity, access: Access) -> anyhow::Result<Store> {
+    let path = profile.store_file();
+    let opened = match access {
+        Access::Read => match Store::open_read_only(&path, identity.store_root_key()) {
+            // After a crash the file needs a repair, which only a writable open makes.
+            Err(OpenError::NeedsRepair) => Store::open(&path, identity.store_root_key()),
+            other => other,
+        },
+        Access::Write => Store::open(&path, identity.store_root_key()),
+    };
+    opened.map_err(|e| match e {
         OpenError::AlreadyOpen => anyhow::anyhow!(
             "profile {:?} is in use by another tincan (a chat window?); use that one, or close it",
             profile.name

@@ -331,3 +331,131 @@ fn issue_10_the_local_phonebook_is_for_its_owner_only() {
         alice.interrupt();
     }
 }
+
+/// Issue 17, item 1: plain mode says when the disk is full and when it is not any more, and
+/// the messages that waited arrive without a restart.
+#[test]
+fn issue_17_plain_mode_says_disk_full_and_recovers() {
+    let world = World::new();
+    let disk = world.dir.path().join("bobdisk");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tincan-test", disk.to_str().unwrap()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("!!! SKIPPED: a real full disk needs root to mount a tmpfs");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+    let pb = Phonebook::start(&world.dir.path().join("pb"));
+    let opts = ["--phonebook", pb.url.as_str()];
+    world.init("alice", &opts);
+    let bob_data = disk.join("data");
+    let init = world
+        .tincan("bob", &["--phonebook", &pb.url, "init", "--username", "bob"])
+        .env("TINCAN_DATA_DIR", &bob_data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", stderr(&init));
+    let mut bob = world
+        .tincan("bob", &["--phonebook", &pb.url, "chat", "alice", "--plain"])
+        .env("TINCAN_DATA_DIR", &bob_data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    let out_tx = tx.clone();
+    let out = BufReader::new(bob.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = out_tx.send(format!("out: {line}"));
+        }
+    });
+    let err = BufReader::new(bob.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            let _ = tx.send(format!("err: {line}"));
+        }
+    });
+    let wait = |what: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("bob never said {what:?}"));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    };
+    wait("Chatting with alice");
+    // Fill what is left of bob's disk.
+    let filler = disk.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}", filler.display()), "bs=64k"])
+        .stderr(Stdio::null())
+        .status();
+    // alice writes more than the store has room left for inside its file.
+    let mut alice = world
+        .tincan("alice", &["--phonebook", &pb.url, "chat", "bob", "--plain"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pad = "x".repeat(3990);
+    for i in 0..300 {
+        writeln!(alice.stdin.as_mut().unwrap(), "msg {i:03} {pad}").unwrap();
+    }
+    wait("disk full: messages wait");
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    wait("disk space is back");
+    let got = wait("msg 299");
+    println!("after space was freed, the last message was shown in {:?}", freed.elapsed());
+    assert!(got.starts_with("out: "), "{got}");
+    writeln!(bob.stdin.as_mut().unwrap(), "--DISCONNECT--").unwrap();
+    bob.wait().unwrap();
+    writeln!(alice.stdin.as_mut().unwrap(), "--DISCONNECT--").unwrap();
+    alice.wait().unwrap();
+}
+
+/// Issue 17, item 5: read-only commands open the store read-only: the file is not written,
+/// not even its modification time (which would show when the profile was used). They also work
+/// while another tincan of the profile runs.
+#[test]
+fn issue_17_read_only_commands_do_not_touch_the_store() {
+    let world = World::new();
+    world.init("alice", &[]);
+    world.init("bob", &[]);
+    let bob = world.spawn("bob", &["bot", "echo"], "Echo bot");
+    assert_eq!(world.run("alice", &["send", "bob", "hello"]).status.code(), Some(0));
+    let store = world.data().join("alice/store.redb");
+    let read =
+        || (std::fs::read(&store).unwrap(), std::fs::metadata(&store).unwrap().modified().unwrap());
+    let before = read();
+    std::thread::sleep(Duration::from_millis(50));
+    for args in
+        [&["contacts"][..], &["log", "bob"], &["inbox", "--peek"], &["verify", "bob"], &["export"]]
+    {
+        let out = world.run("alice", args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let now = read();
+        assert!(now.0 == before.0, "{args:?} wrote to the store");
+        assert_eq!(now.1, before.1, "{args:?} changed the store's modification time");
+    }
+    // While bob's bot runs, bob's own read-only commands work beside it.
+    let out = world.run("bob", &["log", "alice"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("alice: hello"), "{}", stdout(&out));
+    bob.interrupt();
+}

@@ -16,15 +16,23 @@ struct Tmux {
     session: String,
 }
 
+/// `tmux` on the server of `session` (`-L`: one server per test).
+fn tmux_on(session: &str) -> Command {
+    let mut command = Command::new("tmux");
+    command.args(["-L", session]);
+    command
+}
+
 impl Tmux {
     fn start(world: &World) -> Tmux {
         Tmux::named(world, "main")
     }
 
-    /// A session of its own per test: tests of one binary share a process id.
+    /// A tmux server of its own per test: a session started in a running server gets that
+    /// server's environment (another test's HOME and data directory), not ours.
     fn named(world: &World, name: &str) -> Tmux {
         let session = format!("tincan-test-{}-{name}", std::process::id());
-        let status = Command::new("tmux")
+        let status = tmux_on(&session)
             .args(["new-session", "-d", "-s", &session, "-x", "110", "-y", "30", "sh"])
             .env("HOME", world.home())
             .env("TINCAN_DATA_DIR", world.data())
@@ -36,7 +44,7 @@ impl Tmux {
     }
 
     fn keys(&self, keys: &[&str]) {
-        let status = Command::new("tmux")
+        let status = tmux_on(&self.session)
             .arg("send-keys")
             .arg("-t")
             .arg(&self.session)
@@ -65,10 +73,8 @@ impl Tmux {
     }
 
     fn screen(&self) -> String {
-        let out = Command::new("tmux")
-            .args(["capture-pane", "-p", "-t", &self.session])
-            .output()
-            .unwrap();
+        let out =
+            tmux_on(&self.session).args(["capture-pane", "-p", "-t", &self.session]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -89,7 +95,7 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).status();
+        let _ = tmux_on(&self.session).arg("kill-server").status();
     }
 }
 
@@ -150,7 +156,7 @@ fn a_new_user_chats_disconnects_switches_and_quits() {
     tmux.type_line("ping carol");
     tmux.wait_for("echo: ping carol");
     // Resize: the screen redraws at the new size.
-    Command::new("tmux")
+    tmux_on(&tmux.session)
         .args(["resize-window", "-t", &tmux.session, "-x", "70", "-y", "20"])
         .status()
         .unwrap();

@@ -11,6 +11,10 @@ use tincan_wire::{Ack, MAX_BATCH, MessageId, Outcome, Refusal, Seq, Text, UnixMi
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Longest retry delay after the recipient answered `unavailable`: it is there, and cannot
+/// store for now (a full disk, say); it recovers by itself, and the messages should follow soon
+/// after, not minutes later.
+pub const UNAVAILABLE_MAX: Duration = Duration::from_secs(10);
 
 /// A queued message, as loaded from the outbox.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,6 +197,9 @@ impl<R: PartialEq + Copy> Outgoing<R> {
         let Some(flight) = self.take_flight(request) else { return Settled::default() };
         if !refusal.is_permanent() {
             self.back_off(now, jitter);
+            if refusal == Refusal::Unavailable {
+                self.not_before = self.not_before.min(now + UNAVAILABLE_MAX);
+            }
             return Settled {
                 retry: flight.items.into_iter().map(|(s, _)| s).collect(),
                 ..Settled::default()
@@ -373,6 +380,23 @@ mod tests {
         let settled = out.refused(3, Refusal::Blocked, later, 0.5);
         assert_eq!(settled.failed.len(), 1);
         assert_eq!(out.queued(), 0, "blocked: failed for good");
+    }
+
+    /// Issue 17: a recipient whose disk was full answers `unavailable` until it has room; the
+    /// sender keeps trying every few seconds rather than backing off for minutes.
+    #[test]
+    fn issue_17_unavailable_is_retried_soon() {
+        let t0 = Instant::now();
+        let mut out = Outgoing::<u32>::new(t0);
+        out.load([q(1)]);
+        for i in 0..20 {
+            out.sent(i, &out.batch());
+            out.refused(i, Refusal::Unavailable, t0, 0.99);
+        }
+        assert!(out.next_attempt().unwrap() <= t0 + UNAVAILABLE_MAX);
+        out.sent(99, &out.batch());
+        out.refused(99, Refusal::RateLimited, t0, 0.5);
+        assert!(out.next_attempt().unwrap() > t0 + UNAVAILABLE_MAX, "others back off as before");
     }
 
     #[test]

@@ -152,6 +152,9 @@ struct Engine {
     next_rescan: Instant,
     paths: Paths,
     reservation: Reservation,
+    /// When this engine started, ms since the epoch: records of ours signed before are an
+    /// earlier run's.
+    started_ms: u64,
 }
 
 /// The engine thread's body: builds the swarm, reports readiness, runs until shutdown.
@@ -310,6 +313,7 @@ impl Engine {
             next_rescan: now,
             paths: Paths::default(),
             reservation: Reservation::new(now),
+            started_ms: now_ms(),
         })
     }
 
@@ -321,9 +325,19 @@ impl Engine {
         self.load_contacts();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut health = self.shared.store.health();
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm(event),
+                Ok(()) = health.changed() => {
+                    let now = *health.borrow_and_update();
+                    tracing::warn!(health = ?now, "the store's health changed");
+                    let _ = self.shared.events.send(Event::Storage(now));
+                    // Room again: what waits in the outbox goes at once.
+                    if now == tincan_store::Health::Ok {
+                        self.next_rescan = Instant::now();
+                    }
+                }
                 command = commands.recv() => match command {
                     Some(Command::Queued(conv, item)) => self.on_queued(conv, item),
                     Some(Command::Reload(conv)) => self.reload(conv),
@@ -792,6 +806,7 @@ impl Engine {
         let phonebooks = self.shared.phonebooks.clone();
         let events = self.shared.events.clone();
         let tx = self.internal_tx.clone();
+        let started = self.started_ms;
         tokio::spawn(async move {
             let mut shortest = ttl;
             for phonebook in phonebooks {
@@ -800,6 +815,21 @@ impl Engine {
                     Err(_) => ttl,
                 };
                 shortest = shortest.min(ttl);
+                // A record of our name, signed by our key, that this process did not sign since
+                // it started: another copy of this identity runs (a copied profile).
+                if let Ok(Some(found)) = phonebook.lookup(&username).await
+                    && let Some(record) = found.record
+                    && record.peer_id == identity.peer_id()
+                    && record.seq > started
+                    && record.seq != phonebook.last_signed()
+                    && record.addrs != addrs
+                {
+                    tracing::warn!(phonebook = phonebook.url(), addrs = ?record.addrs, "another tincan with our identity publishes our name");
+                    let _ = events.send(Event::Duplicate {
+                        phonebook: phonebook.url().to_owned(),
+                        addrs: record.addrs,
+                    });
+                }
                 let event = match phonebook.register(&identity, &username, &addrs, ttl, now()).await
                 {
                     Ok(_) => Event::Published {

@@ -250,6 +250,17 @@ pub enum Event {
     },
     /// What we know of our reachability changed (probes, relay reservation).
     Nat(NatReport),
+    /// Whether the store can write changed: the disk filled up (incoming messages are refused
+    /// for now, and senders retry), or there is room again.
+    Storage(tincan_store::Health),
+    /// A phonebook holds a record of our name that we did not publish, signed by our key: the
+    /// same identity runs elsewhere (a copied profile). One of the two receives nothing.
+    Duplicate {
+        /// The phonebook's URL.
+        phonebook: String,
+        /// Where the other copy says it is.
+        addrs: Vec<Multiaddr>,
+    },
     /// A phonebook could not be reached or refused us.
     PhonebookError {
         /// The phonebook's URL.

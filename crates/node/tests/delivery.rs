@@ -335,3 +335,82 @@ async fn issue_10_a_stranger_cannot_fill_the_disk_and_nothing_is_lost() {
         assert!(received.insert(text.clone()), "{text} twice");
     }
 }
+
+/// Issue 17: a full disk used to break a running node until it was restarted. bob's data is
+/// on a 2 MiB tmpfs; alice sends 400 messages of 4,000 bytes; bob fills up and says so; the
+/// tmpfs is grown in place; bob, still running, stores the rest, each once, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_17_a_full_disk_recovers_without_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let disk = root.path().join("bobdisk");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tincan-test", disk.to_str().unwrap()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("!!! SKIPPED: a real full disk needs root to mount a tmpfs");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+    let mut bob = Peer::start(&disk.join("bob"), "bob", &[]);
+    let mut alice = Peer::start(&root.path().join("alice"), "alice", &[]);
+    alice.add(&bob);
+    // A contact, not a stranger: a message request would stop at its quota long before.
+    bob.add(&alice);
+    alice.command(json!({"send_many": {"to": "bob", "prefix": "big ", "count": 400, "pad": 4000}}));
+    let mut received = HashSet::new();
+    let full = loop {
+        let v = bob.wait(Duration::from_secs(120), |v| {
+            v.get("received").or_else(|| v.get("storage")).cloned().map(|_| v.clone())
+        });
+        if v["storage"] == "DiskFull" {
+            break received.len();
+        }
+        if let Some(text) = v["received"]["text"].as_str() {
+            assert!(received.insert(text.split(' ').take(2).collect::<Vec<_>>().join(" ")));
+        }
+    };
+    println!("bob's disk filled up after {full} messages");
+    assert!(full < 400, "the disk must fill up first");
+    // Full: nothing more is stored.
+    std::thread::sleep(Duration::from_secs(3));
+    for v in bob.drain() {
+        if let Some(text) = v["received"]["text"].as_str() {
+            received.insert(text.split(' ').take(2).collect::<Vec<_>>().join(" "));
+        }
+    }
+    let stalled = received.len();
+    let grown = std::process::Command::new("mount")
+        .args(["-o", "remount,size=64m", disk.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    let freed = std::time::Instant::now();
+    let mut first = None;
+    let mut healthy = None;
+    while received.len() < 400 {
+        let v = bob.wait(Duration::from_secs(120), |v| {
+            v.get("received").or_else(|| v.get("storage")).cloned().map(|_| v.clone())
+        });
+        if v["storage"] == "Ok" {
+            healthy.get_or_insert(freed.elapsed());
+        }
+        if let Some(text) = v["received"]["text"].as_str() {
+            first.get_or_insert(freed.elapsed());
+            let key = text.split(' ').take(2).collect::<Vec<_>>().join(" ");
+            assert!(received.insert(key.clone()), "{key} shown twice");
+        }
+    }
+    let all = freed.elapsed();
+    println!(
+        "stalled at {stalled}; after space was freed: store healthy in {healthy:?}, first message in {first:?}, all 400 in {all:?}"
+    );
+    assert!(healthy.is_some(), "bob said the disk is usable again");
+}

@@ -109,6 +109,11 @@ impl Client {
         &self.base
     }
 
+    /// The last sequence number this client signed (0 before the first).
+    pub fn last_signed(&self) -> u64 {
+        self.last_seq.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The sequence number to sign next: our clock in ms, or one above the last we signed.
     /// Never a number a phonebook told us (`specs/phonebook.md` §2.1).
     fn next_seq(&self, now: UnixMillis) -> u64 {

@@ -658,3 +658,38 @@ async fn issue_10_one_address_cannot_take_every_connection() {
     assert_eq!(ok, 100, "the flood from one address took slots from others");
     drop(held);
 }
+
+/// Issue 10: behind a trusted proxy, the client is the last entry of the last
+/// `X-Forwarded-For` line, the one the proxy added; what the client wrote before it is ignored.
+#[tokio::test]
+async fn issue_10_the_proxy_entry_of_x_forwarded_for_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(
+        dir.path(),
+        &["--writes-per-minute=1", "--write-burst", "1", "--trust-forwarded-for"],
+    );
+    let post_as = |lines: Vec<&'static str>, seq: u64| {
+        let url = format!("{}/peers/alice", pb.url());
+        let id = identity();
+        async move {
+            let mut request =
+                reqwest::Client::new().post(url).json(&record(&id, "alice", seq, 30_000));
+            for line in lines {
+                request = request.header("x-forwarded-for", line);
+            }
+            request.send().await.unwrap().status()
+        }
+    };
+    // The client forges the first line and the first entries; the proxy's entry is last.
+    assert_ne!(post_as(vec!["6.6.6.1", "198.51.100.7"], 1).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        post_as(vec!["6.6.6.2", "6.6.6.3, 198.51.100.7"], 2).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the same client behind other forged entries"
+    );
+    assert_ne!(
+        post_as(vec!["198.51.100.7", "198.51.100.8"], 3).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "another client, whatever the first line says"
+    );
+}

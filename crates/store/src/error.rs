@@ -28,6 +28,10 @@ pub enum OpenError {
     /// Another process has the store open.
     #[error("the store is already open in another process")]
     AlreadyOpen,
+    /// The last process that wrote the store stopped without closing it: a read-only open
+    /// cannot repair it. Opening it writable once does.
+    #[error("the store needs a repair after a crash; open it writable once")]
+    NeedsRepair,
     /// A migration from an older format failed; the file is as it was.
     #[error("migrating the store from version {from} failed: {reason}")]
     Migration {
@@ -76,7 +80,14 @@ pub enum StoreError {
     /// The conversation's sequence numbers ran out (after 2^64 messages).
     #[error("sequence numbers exhausted")]
     SequenceExhausted,
-    /// Writing failed (disk full, I/O error); nothing of this write was committed.
+    /// The disk is full; nothing of this write was committed. The store recovers by itself
+    /// once there is room again ([`Store::health`](crate::Store::health)).
+    #[error("the disk is full: nothing more is stored until space is freed")]
+    DiskFull,
+    /// The store was opened read-only.
+    #[error("the store is open read-only")]
+    ReadOnly,
+    /// Writing failed (an I/O error); nothing of this write was committed.
     #[error("store write failed: {0}")]
     Storage(String),
     /// The store was closed, or its writer stopped.

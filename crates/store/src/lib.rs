@@ -38,7 +38,7 @@ mod types;
 pub use error::{OpenError, StoreError};
 pub use ops::Outcome;
 pub use redb::Durability;
-pub use store::{FORMAT_VERSION, Options, Stats, Store};
+pub use store::{FORMAT_VERSION, Health, Options, Stats, Store};
 pub use tincan_wire::UnixMillis;
 pub use types::{
     Claim, Contact, ContactKind, ConversationId, Deleted, Direction, Incoming, KeyChange, LogEntry,

@@ -1,12 +1,16 @@
 //! The [`Store`] handle: opening, the group-commit writer thread, and reads.
 
 use std::fs::OpenOptions;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{
+    ConcurrencyMode, Database, Durability, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
+    ReadableTable,
+};
 use tincan_identity::StoreRootKey;
 use tincan_wire::{MessageId, PeerIdBytes, Seq, Text, UnixMillis, Username};
 use tokio::sync::{mpsc, oneshot};
@@ -82,8 +86,55 @@ enum Msg {
 /// returns what to do once the commit's result is known.
 type Job = Box<dyn FnOnce(Option<&Ctx<'_>>) -> Completion + Send>;
 
+/// Whether the store can write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Health {
+    /// Writes commit.
+    Ok,
+    /// The disk is full: writes fail until space is freed. The store reopens itself once there
+    /// is room again, without losing anything it acknowledged.
+    DiskFull,
+    /// Writing failed for another reason (an I/O error); the store retries.
+    Failing,
+}
+
+/// The database a store reads from and writes to.
+enum Db {
+    /// This process writes; other processes may read alongside.
+    Writable(Database),
+    /// This process only reads (`Store::open_read_only`).
+    ReadOnly(ReadOnlyDatabase),
+}
+
+impl Db {
+    fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+        match self {
+            Db::Writable(db) => db.begin_read(),
+            Db::ReadOnly(db) => db.begin_read(),
+        }
+        .map_err(StoreError::storage)
+    }
+}
+
+/// The database, swapped by the writer when it reopens the file after an I/O error (redb
+/// refuses every write after one until the database is reopened), and the store's health.
+struct Cell {
+    db: RwLock<Option<Arc<Db>>>,
+    /// The file, to reopen; `None` for a custom backend, which cannot be reopened.
+    path: Option<PathBuf>,
+    options: Options,
+    health: tokio::sync::watch::Sender<Health>,
+}
+
+impl Cell {
+    fn get(&self) -> Result<Arc<Db>, StoreError> {
+        self.db.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(StoreError::DiskFull)
+    }
+}
+
 struct Inner {
-    db: Arc<Database>,
+    cell: Arc<Cell>,
     keys: Arc<Keys>,
     jobs: mpsc::Sender<Msg>,
     commits: Arc<AtomicU64>,
@@ -139,7 +190,71 @@ impl Store {
             _ => {}
         }
         let db = create_file(path, options)?;
-        start(db, root, options, MIGRATIONS, FORMAT_VERSION, true)
+        start(db, Some(path), root, options, MIGRATIONS, FORMAT_VERSION, true)
+    }
+
+    /// Opens the existing store at `path` for reading only, alongside the process that writes
+    /// it, if one does: it sees that process's commits. Nothing is written to the file, not
+    /// even when the key is wrong; writes return [`StoreError::ReadOnly`]. A file that needs
+    /// repair after a crash is [`OpenError::NeedsRepair`]: open it writable once.
+    pub fn open_read_only(path: &Path, root: &StoreRootKey) -> Result<Store, OpenError> {
+        let options = Options::default();
+        check_exists(path)?;
+        let keys = Keys::derive(root);
+        // A read-only open does not check the file's integrity as a writable one does, and redb
+        // may panic on a damaged file: that is an error here, not a crash.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut builder = Database::builder();
+            builder.set_cache_size(options.cache_bytes).set_concurrency_mode(CONCURRENCY);
+            let db = builder.open_read_only(path).map_err(open_error)?;
+            let txn = db.begin_read().map_err(|e| OpenError::Storage(e.to_string()))?;
+            match check(&txn, &keys, FORMAT_VERSION)? {
+                Some(found) if found == FORMAT_VERSION => {}
+                Some(found) => {
+                    return Err(OpenError::Migration {
+                        from: found,
+                        reason: "the store needs a migration; open it with a command that writes"
+                            .into(),
+                    });
+                }
+                None => {
+                    return Err(OpenError::Corrupted(
+                        "not a tincan store: no format version".into(),
+                    ));
+                }
+            }
+            drop(txn);
+            Ok(db)
+        }));
+        let db = opened.map_err(|_| {
+            OpenError::Corrupted("the database engine failed on this file".into())
+        })??;
+        let (jobs, mut rx) = mpsc::channel(1);
+        // No writer: every write is refused at once.
+        let writer = std::thread::Builder::new()
+            .name("tincan-store-readonly".into())
+            .spawn(move || {
+                while let Some(msg) = rx.blocking_recv() {
+                    match msg {
+                        Msg::Job(job) => job(None)(Err(StoreError::ReadOnly)),
+                        Msg::Stop => break,
+                    }
+                }
+            })
+            .map_err(|e| OpenError::Storage(e.to_string()))?;
+        let (health, _) = tokio::sync::watch::channel(Health::Ok);
+        let cell =
+            Cell { db: RwLock::new(Some(Arc::new(Db::ReadOnly(db)))), path: None, options, health };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                cell: Arc::new(cell),
+                keys: Arc::new(keys),
+                jobs,
+                commits: Default::default(),
+                writes: Default::default(),
+                writer: std::sync::Mutex::new(Some(writer)),
+            }),
+        })
     }
 
     /// Opens the existing store at `path`, with default options.
@@ -156,16 +271,24 @@ impl Store {
         root: &StoreRootKey,
         options: Options,
     ) -> Result<Store, OpenError> {
-        match std::fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(OpenError::NotFound),
-            Err(e) => return Err(OpenError::Storage(e.to_string())),
-            Ok(meta) if meta.len() == 0 => {
-                return Err(OpenError::Corrupted("the file is empty".into()));
-            }
-            Ok(_) => {}
+        check_exists(path)?;
+        // Refusals (another identity's key, a newer format) are found by a read-only look
+        // first: opening writable writes to the file, and a refused store must stay as it was.
+        match Store::open_read_only(path, root) {
+            Ok(store) => drop(store),
+            Err(e @ (OpenError::WrongKey | OpenError::UnsupportedVersion { .. })) => return Err(e),
+            // A file that needs repair, a migration, or that the read-only look could not make
+            // sense of, is checked again (integrity included) by the writable open.
+            Err(_) => {}
         }
         let db = create_file(path, options)?;
-        start(db, root, options, MIGRATIONS, FORMAT_VERSION, false)
+        start(db, Some(path), root, options, MIGRATIONS, FORMAT_VERSION, false)
+    }
+
+    /// Whether the store can write now, and when that changes: a full disk, and the recovery
+    /// once there is room again.
+    pub fn health(&self) -> tokio::sync::watch::Receiver<Health> {
+        self.inner.cell.health.subscribe()
     }
 
     /// Opens a store kept by a custom redb storage backend: in memory, or one that injects
@@ -178,7 +301,7 @@ impl Store {
         let mut builder = Database::builder();
         builder.set_cache_size(options.cache_bytes).set_check_integrity_on_open(true);
         let db = builder.create_with_backend(backend).map_err(open_error)?;
-        start(db, root, options, MIGRATIONS, FORMAT_VERSION, true)
+        start(db, None, root, options, MIGRATIONS, FORMAT_VERSION, true)
     }
 
     /// Commits the writes queued so far and stops the writer. Later writes, through any
@@ -220,11 +343,16 @@ impl Store {
         &self,
         op: impl FnOnce(&ReadTransaction, &Keys) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
-        let db = self.inner.db.clone();
+        let cell = self.inner.cell.clone();
         let keys = self.inner.keys.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = db.begin_read().map_err(StoreError::storage)?;
-            op(&txn, &keys)
+            // redb is not supposed to panic on a damaged file, but a read-only database skips
+            // the integrity check of a writable open: a panic is reported as damage.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let txn = cell.get()?.begin_read()?;
+                op(&txn, &keys)
+            }))
+            .unwrap_or(Err(StoreError::Corrupted { table: "store" }))
         })
         .await
         .map_err(|_| StoreError::Closed)?
@@ -667,7 +795,7 @@ fn create_file(path: &Path, options: Options) -> Result<Database, OpenError> {
     file_options.open(path).map_err(|e| OpenError::Storage(e.to_string()))?;
 
     let mut builder = Database::builder();
-    builder.set_cache_size(options.cache_bytes);
+    builder.set_cache_size(options.cache_bytes).set_concurrency_mode(CONCURRENCY);
     // A file altered behind redb's back fails to open instead of being trusted.
     builder.set_check_integrity_on_open(true);
     // redb is not supposed to panic on a damaged file with integrity checks on; if it ever did,
@@ -677,10 +805,26 @@ fn create_file(path: &Path, options: Options) -> Result<Database, OpenError> {
         .map_err(open_error)
 }
 
+/// How processes share a store file: one writer, and any number of read-only openers that
+/// follow its commits (so that `tincan log` works while a chat runs).
+const CONCURRENCY: ConcurrencyMode = ConcurrencyMode::SingleWriter;
+
+/// A missing file is [`OpenError::NotFound`] and an empty one corrupted: a store that lost its
+/// data must not silently reappear as a new, empty one.
+fn check_exists(path: &Path) -> Result<(), OpenError> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(OpenError::NotFound),
+        Err(e) => Err(OpenError::Storage(e.to_string())),
+        Ok(meta) if meta.len() == 0 => Err(OpenError::Corrupted("the file is empty".into())),
+        Ok(_) => Ok(()),
+    }
+}
+
 /// Checks and migrates an opened database, then starts the writer. Takes the migrations as
 /// arguments so tests can run ones that do not exist yet.
 pub(crate) fn start(
     db: Database,
+    path: Option<&Path>,
     root: &StoreRootKey,
     options: Options,
     migrations: &[Migration],
@@ -690,22 +834,28 @@ pub(crate) fn start(
     let keys = Keys::derive(root);
     init(&db, &keys, migrations, target, may_create)?;
 
-    let db = Arc::new(db);
+    let (health, _) = tokio::sync::watch::channel(Health::Ok);
+    let cell = Arc::new(Cell {
+        db: RwLock::new(Some(Arc::new(Db::Writable(db)))),
+        path: path.map(Path::to_path_buf),
+        options,
+        health,
+    });
     let keys = Arc::new(keys);
     let (jobs, rx) = mpsc::channel(options.queue);
     let commits = Arc::new(AtomicU64::new(0));
     let writes = Arc::new(AtomicU64::new(0));
     let writer = {
-        let (db, keys, commits, writes) =
-            (db.clone(), keys.clone(), commits.clone(), writes.clone());
+        let (cell, keys, commits, writes) =
+            (cell.clone(), keys.clone(), commits.clone(), writes.clone());
         std::thread::Builder::new()
             .name("tincan-store-writer".into())
-            .spawn(move || writer_loop(&db, &keys, rx, options, &commits, &writes))
+            .spawn(move || writer_loop(&cell, &keys, rx, options, &commits, &writes))
             .map_err(|e| OpenError::Storage(e.to_string()))?
     };
     Ok(Store {
         inner: Arc::new(Inner {
-            db,
+            cell,
             keys,
             jobs,
             commits,
@@ -718,6 +868,7 @@ pub(crate) fn start(
 fn open_error(e: redb::DatabaseError) -> OpenError {
     match e {
         redb::DatabaseError::DatabaseAlreadyOpen => OpenError::AlreadyOpen,
+        redb::DatabaseError::RepairAborted => OpenError::NeedsRepair,
         // redb reports "not a redb file" as an I/O error of kind InvalidData.
         redb::DatabaseError::Storage(redb::StorageError::Io(io))
             if io.kind() == std::io::ErrorKind::InvalidData =>
@@ -732,8 +883,40 @@ fn open_error(e: redb::DatabaseError) -> OpenError {
     }
 }
 
+/// The format version of an opened store, once its key check passed; `None` for a file that
+/// holds no store yet. Reads only.
+fn check(txn: &ReadTransaction, keys: &Keys, target: u32) -> Result<Option<u32>, OpenError> {
+    let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
+    let meta = match txn.open_table(Table::Meta.def()) {
+        Ok(meta) => meta,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(storage(&e)),
+    };
+    let Some(bytes) = meta.get(META_FORMAT).map_err(|e| storage(&e))?.map(|v| v.value().to_vec())
+    else {
+        if meta.iter().map_err(|e| storage(&e))?.next().is_some() {
+            return Err(OpenError::Corrupted("not a tincan store: no format version".into()));
+        }
+        return Ok(None);
+    };
+    let found = <[u8; 4]>::try_from(bytes.as_slice())
+        .map(u32::from_be_bytes)
+        .map_err(|_| OpenError::Corrupted("the format version is unreadable".into()))?;
+    if found > target {
+        return Err(OpenError::UnsupportedVersion { found, supported: target });
+    }
+    let check = meta.get(META_CHECK).map_err(|e| storage(&e))?.map(|v| v.value().to_vec());
+    let plain =
+        check.and_then(|c| keys.open(Table::Meta, META_CHECK, &c)).ok_or(OpenError::WrongKey)?;
+    if plain.as_slice() != check_plaintext(found).as_slice() {
+        return Err(OpenError::Corrupted("the format version does not match the key check".into()));
+    }
+    Ok(Some(found))
+}
+
 /// Checks the format version and the key, creates the tables of a new store, and runs
-/// migrations, all in one transaction.
+/// migrations. The checks read only: a store refused (another identity's, a newer format) and
+/// a store opened as it is are not written; creating and migrating are one transaction each.
 fn init(
     db: &Database,
     keys: &Keys,
@@ -742,41 +925,28 @@ fn init(
     may_create: bool,
 ) -> Result<(), OpenError> {
     let storage = |e: &dyn std::fmt::Display| OpenError::Storage(e.to_string());
+    let found = check(&db.begin_read().map_err(|e| storage(&e))?, keys, target)?;
+    let tables_missing = {
+        let txn = db.begin_read().map_err(|e| storage(&e))?;
+        Table::ALL
+            .iter()
+            .any(|t| matches!(txn.open_table(t.def()), Err(redb::TableError::TableDoesNotExist(_))))
+    };
+    if found == Some(target) && !tables_missing {
+        return Ok(());
+    }
+    if found.is_none() && !may_create {
+        return Err(OpenError::Corrupted("not a tincan store: no format version".into()));
+    }
     let txn = db.begin_write().map_err(|e| storage(&e))?;
-    let found = {
-        let mut meta = txn.open_table(Table::Meta.def()).map_err(|e| storage(&e))?;
-        let format = meta.get(META_FORMAT).map_err(|e| storage(&e))?.map(|v| v.value().to_vec());
-        match format {
-            None => {
-                if !may_create || meta.iter().map_err(|e| storage(&e))?.next().is_some() {
-                    return Err(OpenError::Corrupted(
-                        "not a tincan store: no format version".into(),
-                    ));
-                }
-                meta.insert(META_FORMAT, &target.to_be_bytes()[..]).map_err(|e| storage(&e))?;
-                let check = keys.seal(Table::Meta, META_CHECK, &check_plaintext(target));
-                meta.insert(META_CHECK, check.as_slice()).map_err(|e| storage(&e))?;
-                target
-            }
-            Some(bytes) => {
-                let found = <[u8; 4]>::try_from(bytes.as_slice())
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| OpenError::Corrupted("the format version is unreadable".into()))?;
-                if found > target {
-                    return Err(OpenError::UnsupportedVersion { found, supported: target });
-                }
-                let check =
-                    meta.get(META_CHECK).map_err(|e| storage(&e))?.map(|v| v.value().to_vec());
-                let plain = check
-                    .and_then(|c| keys.open(Table::Meta, META_CHECK, &c))
-                    .ok_or(OpenError::WrongKey)?;
-                if plain.as_slice() != check_plaintext(found).as_slice() {
-                    return Err(OpenError::Corrupted(
-                        "the format version does not match the key check".into(),
-                    ));
-                }
-                found
-            }
+    let found = match found {
+        Some(found) => found,
+        None => {
+            let mut meta = txn.open_table(Table::Meta.def()).map_err(|e| storage(&e))?;
+            meta.insert(META_FORMAT, &target.to_be_bytes()[..]).map_err(|e| storage(&e))?;
+            let check = keys.seal(Table::Meta, META_CHECK, &check_plaintext(target));
+            meta.insert(META_CHECK, check.as_slice()).map_err(|e| storage(&e))?;
+            target
         }
     };
     for table in Table::ALL {
@@ -803,8 +973,14 @@ fn check_plaintext(version: u32) -> Vec<u8> {
     plain
 }
 
+/// Free space below which a full disk is not tried again: room for a few batches of messages
+/// (a batch of 64 of the largest is about 300 KiB).
+const MIN_FREE: u64 = 1 << 20;
+/// How often a store that cannot write checks whether it can again.
+const PROBE: Duration = Duration::from_secs(1);
+
 fn writer_loop(
-    db: &Database,
+    cell: &Cell,
     keys: &Keys,
     mut rx: mpsc::Receiver<Msg>,
     options: Options,
@@ -813,12 +989,34 @@ fn writer_loop(
 ) {
     let mut batch = Vec::with_capacity(options.max_batch);
     let mut stopping = false;
+    let mut next_probe = Instant::now();
+    // redb refuses every read and write after an I/O error until the database is reopened.
+    let mut poisoned = false;
     while !stopping {
+        let healthy = *cell.health.borrow() == Health::Ok;
         // Block for the first write, then take whatever else is already waiting: that is the
-        // group in group commit. Under load, writes pile up during each fsync.
-        match rx.blocking_recv() {
-            Some(Msg::Job(job)) => batch.push(job),
-            Some(Msg::Stop) | None => break,
+        // group in group commit. Under load, writes pile up during each fsync. While the store
+        // cannot write, it looks now and then whether it can again, even with no write waiting,
+        // so that the user hears when space is back.
+        if healthy {
+            match rx.blocking_recv() {
+                Some(Msg::Job(job)) => batch.push(job),
+                Some(Msg::Stop) | None => break,
+            }
+        } else {
+            match rx.try_recv() {
+                Ok(Msg::Job(job)) => batch.push(job),
+                Ok(Msg::Stop) | Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            if Instant::now() >= next_probe {
+                next_probe = Instant::now() + PROBE;
+                poisoned = recover(cell, poisoned);
+            }
+            if batch.is_empty() {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
         }
         while batch.len() < options.max_batch {
             match rx.try_recv() {
@@ -831,26 +1029,117 @@ fn writer_loop(
             }
         }
         let n = batch.len() as u64;
-        if commit_batch(db, keys, &mut batch, options.durability).is_ok() {
-            commits.fetch_add(1, Ordering::Relaxed);
-            writes.fetch_add(n, Ordering::Relaxed);
+        if *cell.health.borrow() != Health::Ok {
+            // Still full: fail fast, with what the user should hear.
+            let error = match *cell.health.borrow() {
+                Health::DiskFull => StoreError::DiskFull,
+                _ => StoreError::Storage("the store cannot write right now".into()),
+            };
+            for job in batch.drain(..) {
+                job(None)(Err(error.clone()));
+            }
+            continue;
+        }
+        match commit_batch(cell, keys, &mut batch, options.durability) {
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                writes.fetch_add(n, Ordering::Relaxed);
+            }
+            // `health()` says it (`commit_batch` did, before answering). The file is reopened at
+            // once, so that reads go on; from now on the store looks for room.
+            Err(_) if cell.path.is_some() => {
+                poisoned = recover(cell, true);
+                next_probe = Instant::now() + PROBE;
+            }
+            Err(_) => {}
         }
     }
     // Writes queued behind the stop are refused rather than left hanging.
     rx.close();
 }
 
+/// Makes a store that could not write usable again: reopens the file if `poisoned` (redb
+/// refuses everything after an I/O error until then), and reports it healthy once the disk has
+/// room. Committed data is all in the file; what failed was never acknowledged. Returns whether
+/// the database still needs reopening.
+fn recover(cell: &Cell, poisoned: bool) -> bool {
+    let Some(path) = &cell.path else { return poisoned };
+    if poisoned && !reopen(cell, path) {
+        return true;
+    }
+    if free_space(path).is_none_or(|free| free >= MIN_FREE) {
+        cell.health.send_replace(Health::Ok);
+    }
+    false
+}
+
+/// Closes the database and opens the file again. False if it could not (yet).
+fn reopen(cell: &Cell, path: &Path) -> bool {
+    let mut slot = cell.db.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(mut old) = slot.take() {
+        // Readers hold the database only for one read; wait for them to finish.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match Arc::try_unwrap(old) {
+                Ok(db) => {
+                    if let Db::Writable(db) = db {
+                        let _ = db.close();
+                    }
+                    break;
+                }
+                Err(still) if Instant::now() < deadline => {
+                    old = still;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(still) => {
+                    *slot = Some(still);
+                    return false;
+                }
+            }
+        }
+    }
+    // Until it opens, reads say the disk is full (`Cell::get`).
+    match create_file(path, cell.options) {
+        Ok(db) => {
+            *slot = Some(Arc::new(Db::Writable(db)));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Bytes free for us on the file system of `path`, where the system can tell.
+#[cfg(unix)]
+fn free_space(path: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn free_space(_: &Path) -> Option<u64> {
+    None
+}
+
+/// Whether a redb error means the disk is full.
+fn disk_full(e: &redb::StorageError) -> bool {
+    matches!(e, redb::StorageError::Io(io) if io.kind() == std::io::ErrorKind::StorageFull)
+}
+
 /// Runs every job of `batch` in one transaction, commits, then answers each job with the
 /// commit's result: nobody hears "done" before the commit that holds their write.
 fn commit_batch(
-    db: &Database,
+    cell: &Cell,
     keys: &Keys,
     batch: &mut Vec<Job>,
     durability: Durability,
 ) -> Result<(), StoreError> {
-    let begin = db.begin_write().map_err(StoreError::storage).and_then(|mut txn| {
-        txn.set_durability(durability).map_err(StoreError::storage)?;
-        Ok(txn)
+    let begin = cell.get().and_then(|db| match &*db {
+        Db::Writable(db) => {
+            let mut txn = db.begin_write().map_err(StoreError::storage)?;
+            txn.set_durability(durability).map_err(StoreError::storage)?;
+            Ok(txn)
+        }
+        Db::ReadOnly(_) => Err(StoreError::ReadOnly),
     });
     let txn = match begin {
         Ok(txn) => txn,
@@ -886,8 +1175,21 @@ fn commit_batch(
             let _ = txn.abort();
             Err(e)
         }
-        (false, Ok(())) => txn.commit().map_err(StoreError::storage),
+        (false, Ok(())) => txn.commit().map_err(|e| match e {
+            redb::CommitError::Storage(ref s) if disk_full(s) => StoreError::DiskFull,
+            other => StoreError::storage(other),
+        }),
     };
+    // Whoever hears of a failure can already see it in `health()`.
+    match &result {
+        Err(StoreError::DiskFull) => {
+            cell.health.send_replace(Health::DiskFull);
+        }
+        Err(StoreError::Storage(_)) if cell.path.is_some() => {
+            cell.health.send_replace(Health::Failing);
+        }
+        _ => {}
+    }
     for completion in completions {
         completion(result.clone());
     }
@@ -902,6 +1204,7 @@ mod tests {
         let options = Options::default();
         start(
             create_file(path, options)?,
+            Some(path),
             &StoreRootKey::from_bytes([1; 32]),
             options,
             migrations,

@@ -109,6 +109,8 @@ pub struct App {
     pub shown: Option<Shown>,
     /// A command waiting to be confirmed by repeating it.
     pub confirm: Option<Confirm>,
+    /// Whether the store can write: while it cannot, the status line says so.
+    pub storage: tincan_store::Health,
     /// Show times in the local time zone (UTC when false: for tests).
     pub local_time: bool,
 }
@@ -131,6 +133,7 @@ impl App {
             panel: None,
             shown: None,
             confirm: None,
+            storage: tincan_store::Health::Ok,
             local_time: true,
         }
     }
@@ -287,6 +290,24 @@ impl App {
                     );
                 }
                 Some(Action::ReloadContacts)
+            }
+            Event::Storage(health) => {
+                self.storage = *health;
+                if *health == tincan_store::Health::Ok {
+                    self.note(Level::Info, "Disk space is back: messages flow again.");
+                }
+                None
+            }
+            Event::Duplicate { addrs, .. } => {
+                let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                self.note(
+                    Level::Warning,
+                    format!(
+                        "Another tincan with this identity runs elsewhere ({}): a copied profile? One of the two receives nothing.",
+                        addrs.join(", ")
+                    ),
+                );
+                None
             }
             Event::PhonebookError { error, .. } => {
                 self.note(Level::Warning, format!("Phonebook: {error}"));

@@ -161,10 +161,16 @@ fn draw_conversation(frame: &mut Frame<'_>, app: &App, area: Rect) {
         };
         let mut spans = vec![
             Span::styled(
-                format!("[{}] ", when(app, entry.sent_at)),
+                format!("[{}] ", when(app, format::placed_at(entry))),
                 Style::new().fg(Color::DarkGray),
             ),
-            Span::styled(format!("{who}: "), Style::new().fg(color).add_modifier(Modifier::BOLD)),
+            Span::styled(who.to_owned(), Style::new().fg(color).add_modifier(Modifier::BOLD)),
+            // The sender's clock is a claim: shown as theirs, when far from ours.
+            Span::styled(
+                format::claimed_time(entry, |t| when(app, t)),
+                Style::new().fg(Color::DarkGray),
+            ),
+            Span::styled(": ", Style::new().fg(color).add_modifier(Modifier::BOLD)),
             Span::raw(format::clean(entry.text.as_str())),
         ];
         if entry.direction == Direction::Outgoing {
@@ -229,6 +235,18 @@ fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect) {
 }
 
 fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    // A full disk outranks any notice: until it ends, nothing more is stored.
+    if app.storage != tincan_store::Health::Ok {
+        let text = match app.storage {
+            tincan_store::Health::DiskFull => {
+                " ⚠ Disk full: messages wait. Nothing more is stored until you free space."
+            }
+            _ => " ⚠ The store cannot write right now: messages wait; it retries by itself.",
+        };
+        let style = Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD);
+        frame.render_widget(Paragraph::new(Line::styled(text, style)), area);
+        return;
+    }
     let line = match &app.notice {
         Some((Level::Warning, text)) => Line::styled(
             format!(" {text}"),
@@ -271,7 +289,7 @@ mod tests {
             seq: Seq::new(n + 1).unwrap(),
             // 2025-11-26 14:00 UTC, a minute apart.
             sent_at: UnixMillis(1_764_165_600_000 + n * 60_000),
-            stored_at: UnixMillis(0),
+            stored_at: UnixMillis(1_764_165_600_000 + n * 60_000),
             status,
             text: Text::new(text).unwrap(),
             claimed_from: None,
@@ -390,6 +408,21 @@ mod tests {
             vec![entry(0, Direction::Incoming, "I am totally bob", Status::Received)],
         );
         check("request", &render(&app, 80, 12));
+    }
+
+    /// Issue 17: a full disk is on the status line, whatever else is noted, until it ends.
+    #[test]
+    fn issue_17_a_full_disk_is_impossible_to_miss() {
+        let mut app = app();
+        app.show(
+            ConversationId([1; 16]),
+            vec![entry(0, Direction::Incoming, "hi", Status::Received)],
+        );
+        app.on_event(&tincan_node::Event::Storage(tincan_store::Health::DiskFull));
+        app.note(Level::Info, "something else");
+        check("disk-full", &render(&app, 80, 8));
+        app.on_event(&tincan_node::Event::Storage(tincan_store::Health::Ok));
+        assert!(app.notice.as_ref().unwrap().1.contains("Disk space is back"));
     }
 
     #[test]

@@ -189,16 +189,21 @@ async fn handle(node: &Node, command: &Value) -> Result<(), String> {
         let prefix = many["prefix"].as_str().unwrap_or_default().to_owned();
         let pause = Duration::from_millis(many["interval_ms"].as_u64().unwrap_or(0));
         let count = many["count"].as_u64().unwrap_or(0);
+        // `pad` bytes of filler after each message's number, for messages of a given size.
+        let pad = " ".to_owned() + &"x".repeat(many["pad"].as_u64().unwrap_or(0) as usize);
+        let pad = if pad.len() > 1 { pad } else { String::new() };
         // `parallel` senders share the count, as several people typing at once would.
         let parallel = many["parallel"].as_u64().unwrap_or(1).clamp(1, 256);
         let mut tasks = Vec::new();
         for task in 0..parallel {
-            let (node, to, prefix) = (node.clone(), to.clone(), prefix.clone());
+            let (node, to, prefix, pad) = (node.clone(), to.clone(), prefix.clone(), pad.clone());
             tasks.push(tokio::spawn(async move {
                 let mut i = task;
                 while i < count {
-                    let sent =
-                        node.send(&to, &format!("{prefix}{i}")).await.map_err(|e| e.to_string())?;
+                    let sent = node
+                        .send(&to, &format!("{prefix}{i}{pad}"))
+                        .await
+                        .map_err(|e| e.to_string())?;
                     out(json!({"queued": {"id": sent.id.to_string(), "seq": sent.seq.get()}}));
                     if !pause.is_zero() {
                         tokio::time::sleep(pause).await;
@@ -274,6 +279,10 @@ fn event_json(event: &Event) -> Value {
             json!({"path": {"username": username.as_str(), "path": path.map(|p| p.name())}})
         }
         Event::Nat(report) => json!({"nat": nat_json(report)}),
+        Event::Storage(health) => json!({"storage": format!("{health:?}")}),
+        Event::Duplicate { addrs, .. } => {
+            json!({"duplicate": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>()})
+        }
         _ => json!({"event": format!("{event:?}")}),
     }
 }
