@@ -130,6 +130,8 @@ async fn node_throughput_and_latency(
     let bob = node(dir, &format!("bob{}", transport.to_lowercase()), listen).await;
     let bob_name = bob.username().clone();
     alice.add_contact(&bob_name, bob.peer_id(), bob.listen_addrs()).await.unwrap();
+    // bob knows alice: a stranger's messages would stop at the message-request quota.
+    bob.add_contact(alice.username(), alice.peer_id(), alice.listen_addrs()).await.unwrap();
     let text: Arc<str> = "x".repeat(TEXT).into();
     // Warm up: connect, and fill caches.
     let mut events = alice.subscribe();
@@ -195,6 +197,7 @@ async fn catch_up(dir: &std::path::Path) -> Duration {
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
     let t = Instant::now();
     let bob = Node::start(bob_identity, store, config).await.unwrap();
+    bob.add_contact(alice.username(), alice.peer_id(), alice.listen_addrs()).await.unwrap();
     alice.add_contact(&bob_name, bob_peer, bob.listen_addrs()).await.unwrap();
     delivered(&mut events, CATCH_UP_N).await;
     let elapsed = t.elapsed();
@@ -293,9 +296,13 @@ fn nat_paths() -> Vec<String> {
         Peer::start_in(Some(&net.ns(role)), &dir.path().join(name), name, &args)
     };
     let mut alice = peer("a", "alice", &[]);
-    let carol = peer("c", "carol", &[]);
+    let mut carol = peer("c", "carol", &[]);
     let mut bob = peer("b", "bob", &["--no-hole-punch"]);
     let mut dave = peer("b", "dave", &[]);
+    // They know alice: a stranger's messages would stop at the message-request quota.
+    for p in [&mut carol, &mut bob, &mut dave] {
+        p.add(&alice);
+    }
     for p in [&mut alice, &mut bob, &mut dave] {
         // Until the relayed address is published, a NATed peer cannot be reached.
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -34,12 +34,14 @@ async fn a_thousand_messages_to_an_offline_peer_arrive_once_in_order() {
     let root = tempfile::tempdir().unwrap();
     let pb = Phonebook::start(&root.path().join("pb"));
     let args = phonebook_args(&pb);
-    // Bob registers once, so that his name is bound, then goes offline.
-    let bob = Peer::start(&root.path().join("bob"), "bob", &args);
+    // Bob registers once, so that his name is bound, then goes offline. He knows alice: from a
+    // stranger, a message request would stop at its quota (100) until he accepts it.
+    let mut alice = Peer::start(&root.path().join("alice"), "alice", &args);
+    let mut bob = Peer::start(&root.path().join("bob"), "bob", &args);
+    bob.add(&alice);
     let bob_id = bob.peer_id.clone();
     bob.quit();
 
-    let mut alice = Peer::start(&root.path().join("alice"), "alice", &args);
     alice.command(json!({"send_many": {"to": "bob", "prefix": "offline-", "count": 1000}}));
     let mut queued = 0;
     alice.wait(MINUTE, |v| {
@@ -84,6 +86,8 @@ async fn killing_the_recipient_mid_stream_loses_and_duplicates_nothing() {
     let args = phonebook_args(&pb);
     let mut bob = Peer::start(&root.path().join("bob"), "bob", &args);
     let mut alice = Peer::start(&root.path().join("alice"), "alice", &args);
+    // A contact of bob's, not a stranger held at the message-request quota.
+    bob.add(&alice);
     // About 12 s of traffic: each kill lands while messages flow.
     alice.command(
         json!({"send_many": {"to": "bob", "prefix": "stream-", "count": N, "interval_ms": 4}}),
@@ -136,6 +140,10 @@ async fn killing_the_sender_mid_send_loses_and_duplicates_nothing() {
     let mut reported = HashSet::new();
     for round in 0..4 {
         let mut alice = Peer::start(&root.path().join("alice"), "alice", &args);
+        if round == 0 {
+            // A contact of bob's, not a stranger held at the message-request quota.
+            bob.add(&alice);
+        }
         alice.command(
             json!({"send_many": {"to": "bob", "prefix": format!("r{round}-"), "count": 2000}}),
         );
