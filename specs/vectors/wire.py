@@ -53,6 +53,12 @@ ok("chat-two", "request",
    {"chat": [decoded(ID1, 41, "hello"), decoded(ID2, 42, two_text, sent_at=T + 1500)]},
    enc([1, 1, [message(ID1, 41, "hello"), message(ID2, 42, two_text, sent_at=T + 1500)]]),
    "a batch of two; text may hold newlines, tabs and any non-control character")
+ok("notice-ended", "request", {"notice": 1}, enc([1, 3, 1]),
+   "kind 3, a notice: the sender ended the conversation (it typed --DISCONNECT--)")
+ok("notice-unknown-code", "request", {"notice": 77}, enc([1, 3, 77]),
+   "a notice code this version does not name: decoded, and ignored by the recipient")
+ok("acks-empty", "response", {"acks": []}, enc([1, 1, []]),
+   "the answer to a notice: nothing to acknowledge")
 ok("acks-stored", "response", {"acks": [[ID1.hex(), 0], [ID2.hex(), 0]]},
    enc([1, 1, [[ID1, 0], [ID2, 0]]]), "both messages stored")
 ok("acks-mixed", "response", {"acks": [[ID1.hex(), 0], [ID2.hex(), 9]]},
@@ -105,6 +111,9 @@ bad("text-too-long", "request", enc([1, 1, [message(ID1, 1, "x" * 4097)]]), "too
     "4,097 bytes of text")
 bad("id-15-bytes", "request", enc([1, 1, [message(ID1[:15], 1, "hi")]]), "invalid-value",
     "message ids are exactly 16 bytes")
+bad("notice-zero", "request", enc([1, 3, 0]), "invalid-value", "0 is not a notice code")
+bad("notice-text", "request", enc([1, 3, "bye"]), "unexpected-type",
+    "a notice's body is an unsigned integer")
 bad("response-refused-zero", "response", enc([1, 2, 0]), "invalid-value",
     "0 means stored and is not a refusal code")
 

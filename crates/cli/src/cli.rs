@@ -106,6 +106,9 @@ pub enum Command {
         /// How many of the latest messages.
         #[arg(long, short = 'n', default_value_t = 50)]
         limit: usize,
+        /// Only messages holding this text (ignoring case), from the whole conversation.
+        #[arg(long, value_name = "TEXT")]
+        grep: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

@@ -152,13 +152,25 @@ pub async fn send(
     let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
     let session = Session::start(profile, unlocked).await?;
     let mut events = session.node.subscribe();
-    let sent = match session.node.send(&to, text).await {
-        Ok(sent) => sent,
-        Err(e) => {
-            session.stop().await;
-            return Err(e.into());
+    // A text longer than one message goes as several, in order, none cut; all must arrive.
+    let mut waiting = std::collections::HashSet::new();
+    for piece in tincan_wire::split_text(text) {
+        match session.node.send(&to, piece).await {
+            Ok(sent) => {
+                waiting.insert(sent.id);
+            }
+            Err(e) => {
+                session.stop().await;
+                return Err(e.into());
+            }
         }
-    };
+    }
+    if waiting.len() > 1 {
+        eprintln!(
+            "The text is longer than one message holds: sent as {} messages, in order.",
+            waiting.len()
+        );
+    }
     if no_wait {
         eprintln!("Queued; it will be delivered the next time tincan runs and {to} is reachable.");
         session.stop().await;
@@ -167,8 +179,13 @@ pub async fn send(
     let wait = async {
         loop {
             match events.recv().await {
-                Ok(Event::Status { id, status, .. }) if id == sent.id => match status {
-                    Status::Delivered { .. } => return Ok(0),
+                Ok(Event::Status { id, status, .. }) if waiting.contains(&id) => match status {
+                    Status::Delivered { .. } => {
+                        waiting.remove(&id);
+                        if waiting.is_empty() {
+                            return Ok(0);
+                        }
+                    }
                     Status::Failed { reason, .. } => {
                         eprintln!("{to} refused the message: {}", format::clean_line(&reason));
                         return Ok(EXIT_FAILED);
@@ -256,32 +273,50 @@ pub async fn find(store: &Store, who: &str) -> anyhow::Result<Contact> {
     }
 }
 
-/// `log`.
+/// `log`: the latest messages, or those holding `grep`, with full dates.
 pub async fn log(
     profile: &Profile,
     global: &Global,
     user: &str,
     limit: usize,
+    grep: Option<&str>,
     json: bool,
 ) -> anyhow::Result<()> {
     let unlocked =
         profile::unlock_for(profile, PasswordSource::from(global)?, Access::Read).await?;
     let store = unlocked.store.clone();
     let contact = find(&store, user).await?;
-    let entries = store.history(contact.conversation, None, limit).await?;
+    let entries = match grep {
+        Some(text) => store.search(contact.conversation, text, limit).await?,
+        None => store.history(contact.conversation, None, limit).await?,
+    };
     if json {
-        say(serde_json::to_string_pretty(&json!({ "contact": contact, "messages": entries }))?);
+        let messages: Vec<serde_json::Value> = entries.iter().map(dated_json).collect();
+        say(serde_json::to_string_pretty(&json!({ "contact": contact, "messages": messages }))?);
     } else {
         say(format!("== {} ({})", contact.username, format::state(&contact)));
         for entry in &entries {
-            say(format::line(unlocked.username.as_str(), contact.username.as_str(), entry));
+            say(format::dated_line(unlocked.username.as_str(), contact.username.as_str(), entry));
         }
         if entries.is_empty() {
-            say("(no messages)");
+            say(if grep.is_some() { "(no message holds it)" } else { "(no messages)" });
         }
     }
     store.close().await;
     Ok(())
+}
+
+/// A log entry as JSON, with its times also as RFC 3339 dates: `time`, when it arrived here
+/// (or was written, for ours), and `claimed_time`, the sender's own claim.
+fn dated_json(entry: &tincan_store::LogEntry) -> serde_json::Value {
+    let rfc3339 = |at: tincan_wire::UnixMillis| {
+        chrono::DateTime::from_timestamp_millis(i64::try_from(at.0).unwrap_or(i64::MAX))
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
+    let mut value = serde_json::to_value(entry).unwrap_or_default();
+    value["time"] = json!(rfc3339(format::placed_at(entry)));
+    value["claimed_time"] = json!(rfc3339(entry.sent_at));
+    value
 }
 
 /// `inbox`: unread messages and requests.
@@ -723,9 +758,14 @@ pub async fn export(
     Ok(())
 }
 
-/// `bot echo`: answers every message, accepting requests, until interrupted.
+/// `bot echo`: answers every message, accepting requests, until interrupted. Like the chat
+/// screen, it creates the identity on its first run.
 pub async fn echo_bot(profile: &Profile, global: &Global) -> anyhow::Result<()> {
-    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let unlocked = if profile.exists() {
+        profile::unlock(profile, PasswordSource::from(global)?).await?
+    } else {
+        create(profile, global, None).await?
+    };
     let me = unlocked.username.clone();
     let session = Session::start(profile, unlocked).await?;
     eprintln!("Echo bot {me} is running ({}). Ctrl-C stops it.", session.node.peer_id());

@@ -14,6 +14,8 @@ use crate::cli::Global;
 /// listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
 /// relay = "auto"        # or "always", "never": a reservation at the phonebook's relay
 /// hole_punch = true     # false: never show peers your IP address; stay on the relay
+/// bell = true           # ring the terminal bell for messages in other conversations
+/// notify = false        # true: a desktop notification (notify-send) names who wrote
 ///
 /// [profiles.work]
 /// phonebook = "https://phonebook.work.example"
@@ -39,6 +41,11 @@ pub struct Settings {
     pub relay: Option<String>,
     /// Whether to upgrade relayed connections to direct ones by hole punching.
     pub hole_punch: Option<bool>,
+    /// Ring the terminal bell when a message arrives in another conversation (default true).
+    pub bell: Option<bool>,
+    /// Show a desktop notification (`notify-send`) when a message arrives (default false). It
+    /// says who wrote, never what.
+    pub notify: Option<bool>,
 }
 
 /// Where a profile lives and how it connects, with command-line options applied over the
@@ -57,6 +64,10 @@ pub struct Profile {
     pub listen: Vec<String>,
     /// How we stay reachable behind NAT.
     pub nat: tincan_node::NatConfig,
+    /// Ring the terminal bell for messages in other conversations.
+    pub bell: bool,
+    /// Desktop notifications through `notify-send`.
+    pub notify: bool,
 }
 
 impl Profile {
@@ -109,7 +120,18 @@ impl Profile {
             hole_punch: over.hole_punch.or(file.defaults.hole_punch).unwrap_or(true),
             ..tincan_node::NatConfig::default()
         };
-        Ok(Profile { dir: data_dir.join(&name), name, data_dir, phonebook, listen, nat })
+        let bell = over.bell.or(file.defaults.bell).unwrap_or(true);
+        let notify = over.notify.or(file.defaults.notify).unwrap_or(false);
+        Ok(Profile {
+            dir: data_dir.join(&name),
+            name,
+            data_dir,
+            phonebook,
+            listen,
+            nat,
+            bell,
+            notify,
+        })
     }
 
     /// The identity key file.

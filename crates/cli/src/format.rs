@@ -96,8 +96,26 @@ pub fn continued(text: &str) -> String {
     clean(text).replace('\n', &format!("\n{CONTINUATION}"))
 }
 
+/// One message with its full date, `[2026-11-25 14:05] bob: text`, as `log` and searches
+/// print it.
+pub fn dated_line(me: &str, contact: &str, entry: &LogEntry) -> String {
+    line_with(me, contact, entry, full_time)
+}
+
+/// A time with its date, local: `2026-11-25 14:05`.
+pub fn full_time(at: UnixMillis) -> String {
+    Local
+        .timestamp_millis_opt(i64::try_from(at.0).unwrap_or(i64::MAX))
+        .single()
+        .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+}
+
 /// One message, as line output prints it: `[14:05] bob: text`, continuation lines prefixed.
 pub fn line(me: &str, contact: &str, entry: &LogEntry) -> String {
+    line_with(me, contact, entry, time)
+}
+
+fn line_with(me: &str, contact: &str, entry: &LogEntry, time: fn(UnixMillis) -> String) -> String {
     let who = match entry.direction {
         Direction::Outgoing => me,
         Direction::Incoming => contact,
@@ -116,14 +134,23 @@ pub fn line(me: &str, contact: &str, entry: &LogEntry) -> String {
     if entry.direction == Direction::Outgoing {
         out.push_str("  ");
         out.push_str(mark(&entry.status));
-        if let Status::Failed { reason, .. } = &entry.status {
-            out.push_str(&format!(" ({})", clean_line(reason)));
+        if let Status::Failed { code, reason } = &entry.status {
+            out.push_str(&format!(" ({})", refusal(*code, reason)));
         }
     }
     if entry.late {
         out.push_str("  (arrived late)");
     }
     out
+}
+
+/// A refusal, as the sender is told it. `blocked` reads "refused": the sender learns that its
+/// messages are refused, as SECURITY.md says, and no more.
+pub fn refusal(code: u64, reason: &str) -> String {
+    match code {
+        6 => "refused by the recipient (/retry sends them again)".to_owned(),
+        _ => clean_line(reason),
+    }
 }
 
 /// A contact's state in words: `verified`, `not verified`, `KEY CHANGED`, `request`, `blocked`.

@@ -57,8 +57,10 @@ fn run(args: Cli) -> anyhow::Result<i32> {
             Some(Command::Send { user, text, no_wait, timeout }) => {
                 commands::send(&profile, &global, &user, &text.join(" "), no_wait, timeout).await
             }
-            Some(Command::Log { user, limit, json }) => {
-                commands::log(&profile, &global, &user, limit, json).await.map(|()| 0)
+            Some(Command::Log { user, limit, grep, json }) => {
+                commands::log(&profile, &global, &user, limit, grep.as_deref(), json)
+                    .await
+                    .map(|()| 0)
             }
             Some(Command::Inbox { json, peek }) => {
                 commands::inbox(&profile, &global, json, peek).await.map(|()| 0)

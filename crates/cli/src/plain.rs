@@ -133,13 +133,18 @@ async fn chat(
                 Some(Ok(line)) if line.trim() == DISCONNECT => {
                     input_open = false;
                     drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(30));
+                    // The other side hears that the conversation ended; best effort.
+                    let _ = node.notify(conv, tincan_wire::Notice::Ended).await;
                 }
                 Some(Ok(line)) if line.trim().is_empty() => {}
-                Some(Ok(line)) => match node.send(to, &line).await {
-                    Ok(sent) => {
-                        pending.insert(sent.id);
+                // A line longer than one message goes as several, in order, none cut.
+                Some(Ok(line)) => for piece in tincan_wire::split_text(&line) {
+                    match node.send(to, piece).await {
+                        Ok(sent) => {
+                            pending.insert(sent.id);
+                        }
+                        Err(e) => eprintln!("not sent: {}", format::clean_line(&e.to_string())),
                     }
-                    Err(e) => eprintln!("not sent: {}", format::clean_line(&e.to_string())),
                 },
                 Some(Err(_)) | None => {
                     input_open = false;
@@ -164,6 +169,9 @@ async fn chat(
                     }
                     _ => {}
                 },
+                Ok(Event::Notice { conversation, notice: tincan_wire::Notice::Ended, .. }) if conversation == conv => {
+                    show(&format!("* {who} ended the conversation"));
+                }
                 Ok(Event::Storage(health)) => match health {
                     tincan_store::Health::Ok => eprintln!("disk space is back: messages flow again."),
                     tincan_store::Health::DiskFull => eprintln!("disk full: messages wait. Nothing more is stored (or received) until you free space; nothing already stored is lost."),

@@ -110,6 +110,29 @@ fn prompt(text: &str) -> anyhow::Result<Password> {
     Ok(Password::new(password))
 }
 
+/// Runs `check` (a key derivation: about half a second) with the terminal's echo off, then
+/// throws away whatever was typed meanwhile: type-ahead during a check is never shown, and is
+/// not read as the next try.
+fn quietly<T>(check: impl FnOnce() -> T) -> T {
+    #[cfg(unix)]
+    {
+        use rustix::termios::{
+            LocalModes, OptionalActions, QueueSelector, tcflush, tcgetattr, tcsetattr,
+        };
+        let stdin = std::io::stdin();
+        if let Ok(saved) = tcgetattr(&stdin) {
+            let mut quiet = saved.clone();
+            quiet.local_modes.remove(LocalModes::ECHO);
+            let _ = tcsetattr(&stdin, OptionalActions::Now, &quiet);
+            let out = check();
+            let _ = tcflush(&stdin, QueueSelector::IFlush);
+            let _ = tcsetattr(&stdin, OptionalActions::Now, &saved);
+            return out;
+        }
+    }
+    check()
+}
+
 /// How a command uses the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -148,7 +171,7 @@ pub async fn unlock_for(
             loop {
                 attempt += 1;
                 let password = prompt(&format!("Password for {}: ", profile.name))?;
-                match unlock_with(profile, &password) {
+                match quietly(|| unlock_with(profile, &password)) {
                     Ok(identity) => break identity,
                     Err(e) if e.downcast_ref::<Locked>().is_some() && attempt < 3 => {
                         eprintln!("Wrong password, try again.");
@@ -226,7 +249,7 @@ pub async fn create(
     check_new_password(&password)?;
     private_dir(&profile.dir)?;
     eprintln!("Creating your keys (this takes a moment)...");
-    let identity = tincan_identity::create(&profile.key_file(), &password)
+    let identity = quietly(|| tincan_identity::create(&profile.key_file(), &password))
         .with_context(|| format!("creating {}", profile.key_file().display()))?;
     let store = Store::create(&profile.store_file(), identity.store_root_key())
         .with_context(|| format!("creating {}", profile.store_file().display()))?;

@@ -201,3 +201,66 @@ fn doctor_reports_reachability_and_advice() {
     assert!(text.contains("Reachability  not tested"), "{text}");
     assert!(text.contains("--relay"), "the advice names the fix: {text}");
 }
+
+/// Issue 16: `log` shows full dates, in text and JSON, and `--grep` finds messages in the
+/// whole conversation; a text longer than one message is sent as several, none cut; the echo
+/// bot of the README creates its identity on its first run.
+#[test]
+fn issue_16_log_dates_grep_and_long_texts() {
+    let world = World::new();
+    world.init("alice", &[]);
+    // The README's line, as written: no `init` first.
+    let bob = {
+        let mut child = world
+            .tincan("echo", &["bot", "echo"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.as_mut().unwrap(), "echo").unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(err.read_line(&mut line).unwrap() > 0, "the bot ended: {seen}");
+            seen.push_str(&line);
+            if line.contains("Echo bot") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in err.lines() {});
+        Running { child }
+    };
+    let long = format!("{} THE END", "dinner plans ".repeat(400));
+    let out = world.run("alice", &["send", "echo", &long]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("sent as 2 messages"), "{}", stderr(&out));
+    assert_eq!(world.run("alice", &["send", "echo", "something else"]).status.code(), Some(0));
+    bob.interrupt();
+    let out = world.run("alice", &["log", "echo", "--grep", "THE END"]);
+    let text = stdout(&out);
+    let today = chrono_today();
+    assert!(text.contains(&format!("[{today} ")), "full dates: {text}");
+    assert!(text.contains("THE END") && !text.contains("something else"), "{text}");
+    let out = world.run("alice", &["log", "echo", "--json"]);
+    let log: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let first = &log["messages"][0];
+    assert!(first["time"].as_str().unwrap().starts_with(&today), "{first}");
+    assert!(first["claimed_time"].is_string(), "{first}");
+    let joined: String = log["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["direction"] == "outgoing")
+        .map(|m| m["text"].as_str().unwrap())
+        .take(2)
+        .collect();
+    assert_eq!(joined, long, "the pieces, in order, are the text");
+}
+
+/// Today's date as `log` prints it, by the local clock of this machine.
+fn chrono_today() -> String {
+    let out = std::process::Command::new("date").arg("+%Y-%m-%d").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

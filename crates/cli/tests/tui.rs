@@ -31,9 +31,15 @@ impl Tmux {
     /// A tmux server of its own per test: a session started in a running server gets that
     /// server's environment (another test's HOME and data directory), not ours.
     fn named(world: &World, name: &str) -> Tmux {
+        Tmux::sized(world, name, 110, 30)
+    }
+
+    /// A session of `width` × `height`.
+    fn sized(world: &World, name: &str, width: u16, height: u16) -> Tmux {
         let session = format!("tincan-test-{}-{name}", std::process::id());
+        let (w, h) = (width.to_string(), height.to_string());
         let status = tmux_on(&session)
-            .args(["new-session", "-d", "-s", &session, "-x", "110", "-y", "30", "sh"])
+            .args(["new-session", "-d", "-s", &session, "-x", &w, "-y", &h, "sh"])
             .env("HOME", world.home())
             .env("TINCAN_DATA_DIR", world.data())
             .env("PS1", "$ ")
@@ -72,9 +78,45 @@ impl Tmux {
         self.keys(&["Enter"]);
     }
 
+    /// Pastes `text` as a terminal would: bracketed, if the program asked for it.
+    fn paste(&self, text: &str) {
+        let status =
+            tmux_on(&self.session).args(["set-buffer", "-b", "p", "--", text]).status().unwrap();
+        assert!(status.success());
+        let status = tmux_on(&self.session)
+            .args(["paste-buffer", "-p", "-d", "-b", "p", "-t", &self.session])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The pane's title, as the program set it.
+    fn title(&self) -> String {
+        let out = tmux_on(&self.session)
+            .args(["display-message", "-p", "-t", &self.session, "#{pane_title}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Waits until the screen no longer shows `text`.
+    fn wait_gone(&self, text: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let screen = self.screen();
+            if !screen.contains(text) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "the screen still shows {text:?}:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn screen(&self) -> String {
-        let out =
-            tmux_on(&self.session).args(["capture-pane", "-p", "-t", &self.session]).output().unwrap();
+        let out = tmux_on(&self.session)
+            .args(["capture-pane", "-p", "-t", &self.session])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -253,4 +295,225 @@ fn issue_10_a_changed_key_is_verified_by_its_new_number() {
     assert_eq!(contacts[0]["pending_peer_id"], serde_json::Value::Null, "{contacts}");
     assert_eq!(contacts[0]["rejected_keys"].as_array().map(Vec::len), Some(1), "{contacts}");
     mallory.interrupt();
+}
+
+/// The quick start of README.md, as written: the two commands of its first code block after
+/// "Quick start", with `./target/release/tincan` the binary under test.
+fn readme_quick_start() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = &readme[readme.find("## Quick start").expect("a quick start")..];
+    let block = section.split("```sh").nth(1).unwrap().split("```").next().unwrap();
+    block
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| l.replace("./target/release/tincan", env!("CARGO_BIN_EXE_tincan")))
+        .collect()
+}
+
+/// First run of a profile in `tmux`, as the README's quick start has it.
+fn first_run(tmux: &Tmux, command: &str, name: &str) {
+    tmux.type_line(&format!("{command}; echo EXITED:$?"));
+    tmux.wait_for("Choose a username");
+    tmux.type_line(name);
+    tmux.wait_for("Choose a password");
+    tmux.type_line(PASSWORD);
+    tmux.wait_for("Type it again");
+    tmux.type_line(PASSWORD);
+    tmux.wait_for("Nobody chosen");
+}
+
+/// Issue 16: a new user follows the README's quick start literally, in two terminals, and
+/// meets every bug of the review and every feature a terminal user expects, at one size.
+fn walk_through(width: u16, height: u16) {
+    let world = World::new();
+    let quick = readme_quick_start();
+    assert_eq!(quick.len(), 2, "{quick:?}");
+    let alice = Tmux::sized(&world, &format!("alice{width}"), width, height);
+    let bob = Tmux::sized(&world, &format!("bob{width}"), width, height);
+    first_run(&alice, &quick[0], "alice");
+    first_run(&bob, &quick[1], "bob");
+
+    // bob types alice, as the README says; alice gets a message request and accepts it.
+    bob.type_line("Alice");
+    let screen = bob.wait_for("Chatting with alice");
+    assert!(!screen.contains("Usernames are lowercase") || screen.contains("opening alice"));
+    bob.type_line("hi alice, it's bob");
+    alice.wait_for("? bob");
+    alice.keys(&["Tab"]);
+    alice.wait_for("Message request from someone claiming to be bob");
+    alice.type_line("/accept");
+    alice.wait_for("bob is now a contact");
+    alice.wait_for("hi alice, it's bob");
+    alice.type_line("hello bob");
+    bob.wait_for("alice: hello bob");
+    // Presence is the connection, on both sides: the side that was dialled shows it too.
+    bob.wait_for("online");
+    alice.wait_for("online");
+    assert!(!alice.screen().contains("· offline"), "{}", alice.screen());
+
+    // A paste is text: its newlines are not Enter, its commands not run.
+    bob.paste("A\nB\n--DISCONNECT--\ncarol\nD");
+    let screen = bob.wait_for("5 lines");
+    assert!(screen.contains("Chatting with alice") || screen.contains("to alice"), "{screen}");
+    assert!(!alice.screen().contains("alice: A") && !bob.screen().contains("Chatting with carol"));
+    bob.keys(&["Enter"]);
+    alice.wait_for("bob: A");
+    let screen = alice.wait_for("--DISCONNECT--");
+    assert!(screen.contains("    carol") && screen.contains("    D"), "shown as lines: {screen}");
+    assert!(bob.screen().contains("Chatting with alice") || bob.screen().contains("to alice"));
+
+    // Alt-Enter and Ctrl-J add lines to a message.
+    bob.keys(&["-l", "first"]);
+    bob.keys(&["M-Enter"]);
+    bob.keys(&["-l", "second"]);
+    bob.keys(&["C-j"]);
+    bob.keys(&["-l", "third"]);
+    bob.wait_for("3 lines");
+    bob.keys(&["Enter"]);
+    alice.wait_for("    third");
+
+    // The newest lines stay in view, whatever wraps: 16 short lines, three words of 48, then
+    // a short one, as the review reproduced it.
+    for n in 0..16 {
+        bob.type_line(&format!("short {n}"));
+    }
+    let word = "w".repeat(48);
+    bob.type_line(&format!("{word} {word} {word}"));
+    bob.type_line("short after");
+    bob.wait_for("bob: short after");
+    alice.wait_for("bob: short after");
+    // PageUp scrolls a page; End comes back to the newest.
+    bob.keys(&["PageUp"]);
+    bob.wait_for("lines up");
+    bob.keys(&["End"]);
+    bob.wait_for("bob: short after");
+
+    // A text longer than a message is sent whole, in pieces, never cut.
+    let long = format!("{} END-OF-LONG-TEXT", "lorem ipsum ".repeat(420));
+    bob.paste(&long);
+    bob.keys(&["Enter"]);
+    bob.wait_for("sent as 2 messages");
+    alice.wait_for("END-OF-LONG-TEXT");
+
+    // A draft survives Esc and Ctrl-D; the day has its separator.
+    bob.keys(&["-l", "a draft"]);
+    bob.keys(&["Escape"]);
+    bob.keys(&["C-d"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let screen = bob.screen();
+    assert!(screen.contains("a draf"), "the draft stays: {screen}");
+    assert!(!screen.contains("EXITED"), "Ctrl-D with a draft does not quit");
+    assert!(screen.contains("────"), "a day separator: {screen}");
+    bob.keys(&["C-u"]);
+
+    // Search.
+    bob.type_line("/search SHORT 1");
+    let screen = bob.wait_for("found: SHORT 1");
+    assert!(screen.contains("short 1") && screen.contains("short 10"), "{screen}");
+    bob.keys(&["Escape"]);
+
+    // A message in another conversation: the status line, and the title's count.
+    alice.type_line("--DISCONNECT--");
+    alice.wait_for("Conversation with bob ended");
+    bob.wait_for("alice ended the conversation");
+    bob.type_line("while you are away");
+    alice.wait_for("New message from bob");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !alice.title().contains("(1)") {
+        assert!(Instant::now() < deadline, "title: {:?}", alice.title());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Blocked, refused, then unblocked and sent again.
+    alice.type_line("bob");
+    alice.wait_for("Chatting with bob");
+    alice.type_line("/block");
+    alice.wait_for("bob is blocked");
+    let screen = alice.wait_for("⊘ bob is blocked");
+    assert!(!screen.contains("/accept or /block"), "the banner is not stale: {screen}");
+    bob.type_line("do you hear me");
+    bob.wait_for("refused by the recipient");
+    alice.type_line("/unblock");
+    alice.wait_for("bob is unblocked");
+    bob.type_line("/retry");
+    bob.wait_for("queued again");
+    alice.wait_for("bob: do you hear me");
+
+    // Verified, from inside the screen.
+    alice.type_line("/verify");
+    alice.wait_for("Your safety number with bob");
+    alice.type_line("/verified");
+    alice.wait_for("marked verified");
+
+    // Notices do not stay for ever: the status line comes back to who and where.
+    alice.wait_gone("marked verified", Duration::from_secs(30));
+
+    bob.type_line("/quit");
+    bob.wait_for("EXITED:0");
+    alice.type_line("/quit");
+    alice.wait_for("EXITED:0");
+}
+
+#[test]
+fn issue_16_the_walk_through_at_120_by_35() {
+    walk_through(120, 35);
+}
+
+#[test]
+fn issue_16_the_walk_through_at_80_by_24() {
+    walk_through(80, 24);
+}
+
+/// Issue 16, bugs 5 and 6: what is typed while a password is being checked is neither shown
+/// nor taken as the next try; after a crash, the screen starts clean.
+#[test]
+fn issue_16_type_ahead_and_crash_leftovers() {
+    let world = World::new();
+    world.init("alice", &[]);
+    let tmux = Tmux::named(&world, "typeahead");
+    let exe = env!("CARGO_BIN_EXE_tincan");
+    tmux.type_line(&format!("{exe} --profile alice; echo EXITED:$?"));
+    tmux.wait_for("Password for alice");
+    // A wrong password, and type-ahead right behind it while it is checked.
+    tmux.keys(&["-l", "not the password"]);
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["-l", "TYPEAHEAD"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Wrong password, try again");
+    std::thread::sleep(Duration::from_secs(2));
+    let screen = tmux.screen();
+    assert!(!screen.contains("TYPEAHEAD"), "type-ahead was echoed: {screen}");
+    assert_eq!(screen.matches("Wrong password").count(), 1, "type-ahead was a try: {screen}");
+    tmux.type_line(PASSWORD);
+    tmux.wait_for("Nobody chosen");
+    // A crash: kill -9, then start again; nothing of before shows through. The process is
+    // the pane's shell's child: other tests run tincans with the same arguments.
+    let shell = tmux_on(&tmux.session)
+        .args(["display-message", "-p", "-t", &tmux.session, "#{pane_pid}"])
+        .output()
+        .unwrap();
+    let shell = String::from_utf8_lossy(&shell.stdout).trim().to_owned();
+    let pid = std::process::Command::new("pgrep").args(["-P", &shell]).output().unwrap();
+    let pid = String::from_utf8_lossy(&pid.stdout).lines().next().unwrap_or_default().to_owned();
+    assert!(!pid.is_empty(), "the pane runs tincan");
+    std::process::Command::new("kill").args(["-9", &pid]).status().unwrap();
+    // The terminal is left raw, on the alternate screen, as after any crash: Enter is not a
+    // line feed there, so lines go with Ctrl-J, as a user would type `stty sane` blind.
+    std::thread::sleep(Duration::from_millis(500));
+    for line in ["stty sane".to_owned(), format!("{exe} --profile alice; echo EXITED:$?")] {
+        tmux.keys(&["-l", &line]);
+        tmux.keys(&["C-j"]);
+    }
+    tmux.wait_for("Password for alice");
+    tmux.type_line(PASSWORD);
+    // The crashed screen is still there, scrolled by the shell: the new one must clear it all,
+    // prompt included, before it draws.
+    tmux.wait_gone("Password for alice", Duration::from_secs(30));
+    let screen = tmux.wait_for("username to chat with");
+    assert!(!screen.contains("Password for alice"), "leftovers: {screen}");
+    assert!(!screen.contains("EXITED:137") && !screen.contains("stty sane"), "leftovers: {screen}");
+    tmux.type_line("/quit");
+    tmux.wait_for("EXITED:0");
 }

@@ -22,7 +22,8 @@ use tincan_store::{
     Claim, ContactKind, ConversationId, Incoming, Outcome as StoreOutcome, Received, StoreError,
 };
 use tincan_wire::{
-    Ack, Batch, ChatMessage, Outcome, PeerIdBytes, Refusal, Request, Response, Seq, Username,
+    Ack, Batch, ChatMessage, Notice, Outcome, PeerIdBytes, Refusal, Request, Response, Seq,
+    Username,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -54,6 +55,10 @@ pub(crate) enum Command {
     Publish,
     /// The conversation was deleted: forget it.
     Forget(ConversationId),
+    /// Tell a peer something about the conversation, once, best effort (`specs/wire.md` §4.4).
+    Notice { peer: PeerId, addrs: Vec<Multiaddr>, notice: Notice },
+    /// Dial a peer we are not connected to, to learn whether it is there (presence).
+    Probe { peer: PeerId, addrs: Vec<Multiaddr> },
     /// Take our records down and stop.
     Shutdown(oneshot::Sender<()>),
 }
@@ -113,6 +118,7 @@ pub(crate) struct Known {
     conv: ConversationId,
     username: Username,
     request: bool,
+    blocked: bool,
 }
 
 struct Conv {
@@ -343,6 +349,22 @@ impl Engine {
                     Some(Command::Reload(conv)) => self.reload(conv),
                     Some(Command::Publish) => self.next_register = Some(Instant::now()),
                     Some(Command::Forget(conv)) => self.forget(conv),
+                    Some(Command::Notice { peer, addrs, notice }) => {
+                        // Not tracked: its answer, or its failure, changes nothing.
+                        let request = Inbound::Request(Request::Notice(notice));
+                        self.swarm.behaviour_mut().chat.send_request_with_addresses(&peer, request, addrs);
+                    }
+                    Some(Command::Probe { peer, addrs }) => {
+                        if !self.swarm.is_connected(&peer) {
+                            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                                .addresses(addrs)
+                                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
+                                .build();
+                            if let Err(e) = self.swarm.dial(opts) {
+                                tracing::debug!(%peer, error = %e, "probing failed");
+                            }
+                        }
+                    }
                     Some(Command::Shutdown(done)) => {
                         self.unpublish().await;
                         let _ = done.send(());
@@ -369,6 +391,7 @@ impl Engine {
                         conv: c.conversation,
                         username: c.username,
                         request: c.kind == ContactKind::Request,
+                        blocked: c.blocked,
                     };
                     let _ = tx.send(Internal::Contact { peer, known }).await;
                 }
@@ -460,6 +483,7 @@ impl Engine {
                 conv,
                 username: contact.username.clone(),
                 request: contact.kind == ContactKind::Request,
+                blocked: contact.blocked,
             },
         );
         let c = self.convs.entry(conv).or_insert_with(|| Conv {
@@ -655,6 +679,9 @@ impl Engine {
         let now = Instant::now();
         let batch = match request {
             Inbound::Request(Request::Chat(batch)) => batch,
+            Inbound::Request(Request::Notice(notice)) => {
+                return self.on_notice(peer, notice, channel, now);
+            }
             Inbound::Request(_) => {
                 let _ = self
                     .swarm
@@ -696,6 +723,35 @@ impl Engine {
             }
             let _ = tx.send(Internal::Respond { peer, channel, response }).await;
         });
+    }
+
+    /// A peer's notice: answered at once, shown if the peer is a contact (not a request, not
+    /// blocked), never stored.
+    fn on_notice(
+        &mut self,
+        peer: PeerId,
+        notice: Notice,
+        channel: ResponseChannel<Response>,
+        now: Instant,
+    ) {
+        let response = if self.guard.admit(peer, now) == Admit::RateLimited {
+            Response::Refused(Refusal::RateLimited)
+        } else {
+            self.guard.done(peer);
+            if let Some(known) = self.contacts.get(&peer)
+                && !known.request
+                && !known.blocked
+                && !matches!(notice, Notice::Unknown(_))
+            {
+                let _ = self.shared.events.send(Event::Notice {
+                    conversation: known.conv,
+                    username: known.username.clone(),
+                    notice,
+                });
+            }
+            Response::Acks(Vec::new())
+        };
+        let _ = self.swarm.behaviour_mut().chat.send_response(channel, response);
     }
 
     fn ban(&mut self, peer: PeerId, now: Instant) {
@@ -1453,6 +1509,7 @@ async fn sender(
         conv: contact.conversation,
         username: contact.username,
         request: contact.kind == ContactKind::Request,
+        blocked: contact.blocked,
     };
     Ok((known, new))
 }

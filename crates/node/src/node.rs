@@ -250,6 +250,15 @@ pub enum Event {
     },
     /// What we know of our reachability changed (probes, relay reservation).
     Nat(NatReport),
+    /// A contact said something about the conversation (`specs/wire.md` §4.4): not stored.
+    Notice {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The contact.
+        username: Username,
+        /// What it said.
+        notice: tincan_wire::Notice,
+    },
     /// Whether the store can write changed: the disk filled up (incoming messages are refused
     /// for now, and senders retry), or there is room again.
     Storage(tincan_store::Health),
@@ -570,6 +579,40 @@ impl Node {
         Ok(contact)
     }
 
+    /// Tells the conversation's peer something about it, once, best effort: a notice is never
+    /// stored nor retried (`specs/wire.md` §4.4).
+    pub async fn notify(
+        &self,
+        conversation: ConversationId,
+        notice: tincan_wire::Notice,
+    ) -> Result<(), SendError> {
+        let (peer, addrs) = self.peer_of(conversation).await?;
+        let _ = self.shared.commands.try_send(Command::Notice { peer, addrs, notice });
+        Ok(())
+    }
+
+    /// Dials the conversation's peer unless connected, so that presence shows whether it is
+    /// there (`specs/delivery.md` §4.0).
+    pub async fn probe(&self, conversation: ConversationId) -> Result<(), SendError> {
+        let (peer, addrs) = self.peer_of(conversation).await?;
+        if !self.is_connected(&peer) {
+            let _ = self.shared.commands.try_send(Command::Probe { peer, addrs });
+        }
+        Ok(())
+    }
+
+    async fn peer_of(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<(PeerId, Vec<Multiaddr>), SendError> {
+        let contact =
+            self.shared.store.contact(conversation).await?.ok_or(StoreError::NoSuchConversation)?;
+        let peer = PeerId::from_bytes(contact.peer_id.as_bytes())
+            .map_err(|_| StoreError::Corrupted { table: "contacts" })?;
+        let addrs = contact.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        Ok((peer, addrs))
+    }
+
     /// Deletes a conversation: its messages, and the contact unless it is blocked.
     pub async fn delete(&self, conversation: ConversationId) -> Result<Deleted, SendError> {
         let deleted = self.shared.store.delete_conversation(conversation).await?;
@@ -596,7 +639,19 @@ impl Node {
         conversation: ConversationId,
         blocked: bool,
     ) -> Result<Contact, SendError> {
-        Ok(self.shared.store.set_blocked(conversation, blocked).await?)
+        let contact = self.shared.store.set_blocked(conversation, blocked).await?;
+        self.reload(conversation).await;
+        Ok(contact)
+    }
+
+    /// Sends again what the conversation's peer refused while it had us blocked: the same
+    /// messages, with their ids and numbers. Returns how many.
+    pub async fn retry(&self, conversation: ConversationId) -> Result<usize, SendError> {
+        let n = self.shared.store.requeue_refused(conversation).await?;
+        if n > 0 {
+            self.reload(conversation).await;
+        }
+        Ok(n)
     }
 
     /// Accepts a message request: the peer becomes a contact under the name it claimed.

@@ -712,6 +712,49 @@ pub(crate) fn delete_conversation(
     Ok(Deleted::All)
 }
 
+/// The refusal code of `blocked` (`specs/wire.md` §5.1).
+const BLOCKED: u64 = 6;
+
+/// Puts messages the recipient refused as blocked back in the outbox, as they were: same id,
+/// same sequence number, status queued. The recipient stored none of them, so nothing is
+/// shown twice; it shows them as late arrivals if later messages got through meanwhile.
+pub(crate) fn requeue_refused(ctx: &Ctx<'_>, conv: ConversationId) -> Result<usize, StoreError> {
+    let contact = ctx.contact(&conv)?;
+    if contact.kind == ContactKind::Request {
+        return Err(StoreError::NotAContact);
+    }
+    let (start, end) = rows::conv_range(&conv);
+    let refused: Vec<LogEntry> = rows::scan::<LogEntry>(
+        ctx.keys,
+        &*ctx.open(Table::Log)?,
+        Table::Log,
+        &start[..]..&end[..],
+        usize::MAX,
+    )?
+    .into_iter()
+    .filter(|e| {
+        e.direction == Direction::Outgoing
+            && matches!(e.status, Status::Failed { code: BLOCKED, .. })
+    })
+    .collect();
+    let mut log = ctx.open(Table::Log)?;
+    let mut outbox = ctx.open(Table::Outbox)?;
+    for mut entry in refused.iter().cloned() {
+        let row = OutboxRow {
+            seq: entry.seq,
+            id: entry.id,
+            sent_at: entry.sent_at,
+            position: entry.position,
+            attempts: 0,
+            next_attempt_at: entry.sent_at,
+        };
+        put(ctx.keys, &mut outbox, Table::Outbox, &rows::outbox_key(&conv, entry.seq), &row)?;
+        entry.status = Status::Queued;
+        put(ctx.keys, &mut log, Table::Log, &rows::log_key(&conv, entry.position), &entry)?;
+    }
+    Ok(refused.len())
+}
+
 /// Sets a setting.
 pub(crate) fn set_setting(ctx: &Ctx<'_>, name: &str, value: Vec<u8>) -> Result<(), StoreError> {
     let key = rows::setting_key(ctx.keys, name);

@@ -449,6 +449,41 @@ impl Store {
         self.write(move |ctx| ops::mark_read_through(ctx, conv, through)).await
     }
 
+    /// The log entries of the conversation whose text contains `needle`, ignoring case, oldest
+    /// first; at most `limit` (the newest, when there are more).
+    pub async fn search(
+        &self,
+        conv: ConversationId,
+        needle: &str,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let needle = needle.to_lowercase();
+        self.read(move |txn, keys| {
+            let log = open(txn, Table::Log)?;
+            let (start, end) = rows::conv_range(&conv);
+            let mut out = std::collections::VecDeque::new();
+            for row in log.range::<&[u8]>(&start[..]..&end[..]).map_err(StoreError::storage)? {
+                let (k, v) = row.map_err(StoreError::storage)?;
+                let entry: LogEntry = rows::decode(keys, Table::Log, k.value(), v.value())?;
+                if entry.text.as_str().to_lowercase().contains(&needle) {
+                    if out.len() == limit {
+                        out.pop_front();
+                    }
+                    out.push_back(entry);
+                }
+            }
+            Ok(out.into())
+        })
+        .await
+    }
+
+    /// Queues again the messages of the conversation that the recipient refused as blocked,
+    /// with their ids and sequence numbers (the recipient stored none of them). Returns how
+    /// many.
+    pub async fn requeue_refused(&self, conv: ConversationId) -> Result<usize, StoreError> {
+        self.write(move |ctx| ops::requeue_refused(ctx, conv)).await
+    }
+
     /// Up to `limit` log entries from position `from` on, oldest first.
     pub async fn history_from(
         &self,

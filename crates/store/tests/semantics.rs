@@ -467,3 +467,40 @@ async fn open_and_create_do_not_mix_up_new_and_existing_stores() {
         assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }
+
+/// Issue 16: search a conversation, and queue again what a recipient refused while it had us
+/// blocked.
+#[tokio::test]
+async fn issue_16_search_and_requeue_refused_messages() {
+    let f = fixture();
+    let bob = f.store.add_contact(name("bob"), peer(1), UnixMillis(1)).await.unwrap();
+    let conv = bob.conversation;
+    let limits = RequestLimits::default();
+    f.store
+        .receive(conv, vec![incoming(1, "Dinner at EIGHT?")], UnixMillis(2), limits)
+        .await
+        .unwrap();
+    let refused = f.store.enqueue(conv, text("eight is fine"), UnixMillis(3)).await.unwrap();
+    let failed = Outcome::Failed { code: 6, reason: "blocked".into() };
+    f.store
+        .acknowledge(conv, vec![(refused.seq, refused.id, failed)], UnixMillis(4))
+        .await
+        .unwrap();
+    let other = f.store.enqueue(conv, text("see you"), UnixMillis(5)).await.unwrap();
+    let too_large = Outcome::Failed { code: 1, reason: "too large".into() };
+    f.store.acknowledge(conv, vec![(other.seq, other.id, too_large)], UnixMillis(6)).await.unwrap();
+    let found = f.store.search(conv, "eight", 10).await.unwrap();
+    assert_eq!(
+        found.iter().map(|e| e.text.as_str()).collect::<Vec<_>>(),
+        ["Dinner at EIGHT?", "eight is fine"]
+    );
+    assert_eq!(f.store.search(conv, "eight", 1).await.unwrap()[0].text.as_str(), "eight is fine");
+    assert!(f.store.search(conv, "nothing like it", 10).await.unwrap().is_empty());
+    assert_eq!(f.store.requeue_refused(conv).await.unwrap(), 1, "only the blocked one");
+    let outbox = f.store.outbox(conv, 10).await.unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!((outbox[0].id, outbox[0].seq), (refused.id, refused.seq), "as it was");
+    let entry = f.store.entry(conv, refused.position).await.unwrap().unwrap();
+    assert_eq!(entry.status, Status::Queued);
+    assert_eq!(f.store.requeue_refused(conv).await.unwrap(), 0);
+}

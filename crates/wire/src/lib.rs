@@ -38,9 +38,10 @@ pub mod fuzzing;
 pub use error::{DecodeError, FrameError, InvalidValue};
 pub use frame::{HEADER_LEN, MAX_REQUEST_LEN, MAX_RESPONSE_LEN, PROTOCOL, payload_len};
 pub use message::{
-    Ack, Batch, ChatMessage, MAX_BATCH, Outcome, Refusal, Request, Response, UnknownCode, VERSION,
+    Ack, Batch, ChatMessage, MAX_BATCH, Notice, Outcome, Refusal, Request, Response, UnknownCode,
+    VERSION,
 };
 pub use types::{
     MAX_PEER_ID_LEN, MAX_TEXT_LEN, MAX_USERNAME_LEN, MIN_PEER_ID_LEN, MessageId, PeerIdBytes, Seq,
-    Text, UnixMillis, Username, is_bidi_control,
+    Text, UnixMillis, Username, is_bidi_control, split_text,
 };

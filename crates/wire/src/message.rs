@@ -14,6 +14,7 @@ pub const VERSION: u64 = 1;
 pub const MAX_BATCH: usize = 64;
 
 const KIND_CHAT: u64 = 1;
+const KIND_NOTICE: u64 = 3;
 const KIND_ACKS: u64 = 1;
 const KIND_REFUSED: u64 = 2;
 
@@ -64,6 +65,38 @@ impl Batch {
 pub enum Request {
     /// Store these chat messages and acknowledge each (kind 1).
     Chat(Batch),
+    /// Something the sender says about the conversation rather than in it (kind 3): shown,
+    /// never stored, never retried. Answered with an empty [`Response::Acks`].
+    Notice(Notice),
+}
+
+/// What a [`Request::Notice`] says (`specs/wire.md` §4.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Notice {
+    /// 1: the sender ended the conversation (typed `--DISCONNECT--`).
+    Ended,
+    /// A code this implementation does not know: ignored.
+    Unknown(UnknownCode),
+}
+
+impl Notice {
+    /// The code on the wire.
+    pub fn code(self) -> u64 {
+        match self {
+            Notice::Ended => 1,
+            Notice::Unknown(code) => code.0,
+        }
+    }
+
+    /// The notice with this code; `None` for 0, which is none.
+    pub fn from_code(code: u64) -> Option<Notice> {
+        match code {
+            0 => None,
+            1 => Some(Notice::Ended),
+            other => Some(Notice::Unknown(UnknownCode(other))),
+        }
+    }
 }
 
 /// The answer to a [`Request`].
@@ -232,6 +265,12 @@ impl Request {
                 }
                 w.into_bytes()
             }
+            Request::Notice(notice) => {
+                let mut w = Writer::with_capacity(16);
+                envelope(&mut w, KIND_NOTICE);
+                w.uint(notice.code());
+                w.into_bytes()
+            }
         }
     }
 
@@ -250,6 +289,10 @@ impl Request {
                 }
                 Request::Chat(Batch(messages))
             }
+            KIND_NOTICE => match Notice::from_code(r.uint("notice")?) {
+                Some(notice) => Request::Notice(notice),
+                None => return Err(InvalidValue::new("notice", "0 is not a notice").into()),
+            },
             kind => return Err(DecodeError::UnknownKind(kind)),
         };
         r.finish()?;

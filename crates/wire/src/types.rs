@@ -187,6 +187,34 @@ impl fmt::Debug for PeerIdBytes {
 /// The text of a chat message: 1 to 4,096 bytes of UTF-8 without control characters other
 /// than line feed and tab.
 ///
+/// Splits `text` into pieces of at most [`MAX_TEXT_LEN`] bytes, in order, for a text longer
+/// than one message holds (`specs/wire.md` §4.3: the client splits). A piece ends after a line
+/// break or a space in its last quarter when there is one, else at a character boundary; no
+/// character is cut, nothing is dropped, and the pieces joined are `text`.
+pub fn split_text(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while rest.len() > MAX_TEXT_LEN {
+        let mut end = MAX_TEXT_LEN;
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let window = &rest[..end];
+        let floor = end - end / 4;
+        let cut = window
+            .rfind('\n')
+            .filter(|&i| i >= floor)
+            .or_else(|| window.rfind(' ').filter(|&i| i >= floor))
+            .map_or(end, |i| i + 1);
+        pieces.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    if !rest.is_empty() || pieces.is_empty() {
+        pieces.push(rest);
+    }
+    pieces
+}
+
 /// Whether `c` is a Unicode bidirectional formatting character: the embeddings, overrides and
 /// isolates (U+202A–U+202E, U+2066–U+2069) and the marks (U+061C, U+200E, U+200F). Text may
 /// carry them, but displays remove them, so that text cannot show in another order than it
@@ -226,6 +254,29 @@ impl fmt::Debug for Text {
     /// Prints only the length: message text is private and must not reach logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Text({} bytes)", self.0.len())
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    /// Issue 16: a text longer than a message used to be cut at 4,096 silently.
+    #[test]
+    fn issue_16_long_texts_split_whole() {
+        let words = "lorem ipsum ".repeat(1000);
+        let pieces = split_text(&words);
+        assert!(pieces.len() >= 3);
+        assert!(pieces.iter().all(|p| p.len() <= MAX_TEXT_LEN && !p.is_empty()));
+        assert_eq!(pieces.concat(), words, "nothing lost, nothing added, in order");
+        assert!(pieces[0].ends_with(' '), "cut after a space");
+        let wide = "🥫".repeat(3000);
+        let pieces = split_text(&wide);
+        assert_eq!(pieces.concat(), wide);
+        assert!(pieces.iter().all(|p| p.len() <= MAX_TEXT_LEN));
+        assert_eq!(split_text("short"), ["short"]);
+        assert_eq!(split_text(&"x".repeat(MAX_TEXT_LEN)).len(), 1);
+        assert_eq!(split_text(&"x".repeat(MAX_TEXT_LEN + 1)).len(), 2);
     }
 }
 

@@ -29,6 +29,9 @@ fn message(v: &Value) -> ChatMessage {
 }
 
 fn expected_request(v: &Value) -> Request {
+    if let Some(code) = v.get("notice") {
+        return Request::Notice(Notice::from_code(code.as_u64().unwrap()).unwrap());
+    }
     let messages = v["chat"].as_array().unwrap().iter().map(message).collect();
     Request::Chat(Batch::new(messages).unwrap())
 }

@@ -1,9 +1,11 @@
 //! The chat screen's state, and what keys and events do to it. No I/O here: keys and events
 //! come in, [`Action`]s go out, and the loop in `mod.rs` carries them out.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
-use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 use tincan_node::{Event, Path};
 use tincan_store::{Claim, Contact, ContactKind, ConversationId, LogEntry};
 use tincan_wire::{PeerIdBytes, Username};
@@ -33,6 +35,16 @@ pub enum Action {
     MarkVerified(ConversationId),
     /// Delete a conversation (confirmed).
     Delete(ConversationId),
+    /// The user ended the conversation: tell the peer (`--DISCONNECT--`).
+    End(ConversationId),
+    /// Find messages of a conversation holding this text.
+    Search(ConversationId, String),
+    /// Send again what the peer refused while it had us blocked.
+    Retry(ConversationId),
+    /// Capture the mouse (wheel scrolling) or give it back to the terminal (text selection).
+    Mouse(bool),
+    /// Dial the open conversation's peer unless connected: presence (`specs/delivery.md` §4.0).
+    Probe(ConversationId),
     /// Accept a message request.
     Accept(ConversationId),
     /// Block or unblock.
@@ -111,6 +123,21 @@ pub struct App {
     pub confirm: Option<Confirm>,
     /// Whether the store can write: while it cannot, the status line says so.
     pub storage: tincan_store::Health,
+    /// The most the conversation can scroll up, as last drawn: `ui::draw` sets it, so that
+    /// scrolling stops at the first line.
+    pub max_scroll: Cell<usize>,
+    /// Rows of the conversation on screen: a page, for PageUp and PageDown.
+    pub page: usize,
+    /// When the notice was shown: it goes after a while.
+    noted: Option<Instant>,
+    /// Ring the terminal bell when a message arrives in another conversation.
+    pub bell: bool,
+    /// A bell to ring: the loop rings it, once.
+    pub ring: bool,
+    /// Desktop notifications to show (the loop hands them to `notify-send` if configured).
+    pub desktop: Vec<String>,
+    /// Whether the mouse is captured (wheel scrolls; the terminal's selection needs Shift).
+    pub mouse: bool,
     /// Show times in the local time zone (UTC when false: for tests).
     pub local_time: bool,
 }
@@ -134,6 +161,13 @@ impl App {
             shown: None,
             confirm: None,
             storage: tincan_store::Health::Ok,
+            max_scroll: Cell::new(0),
+            page: 10,
+            noted: None,
+            bell: true,
+            ring: false,
+            desktop: Vec::new(),
+            mouse: false,
             local_time: true,
         }
     }
@@ -207,6 +241,49 @@ impl App {
     /// Shows a notice. It may quote a phonebook or a peer, so it is cleaned.
     pub fn note(&mut self, level: Level, text: impl Into<String>) {
         self.notice = Some((level, crate::format::clean_line(&text.into())));
+        self.noted = Some(Instant::now());
+    }
+
+    /// Time passes: a notice goes after 15 s (a warning after a minute), and the status line
+    /// shows who and where again.
+    pub fn tick(&mut self, now: Instant) {
+        let Some((level, _)) = &self.notice else { return };
+        let keep = match level {
+            Level::Info => Duration::from_secs(15),
+            Level::Warning => Duration::from_secs(60),
+        };
+        if self.noted.is_some_and(|t| now.saturating_duration_since(t) >= keep) {
+            self.notice = None;
+            self.noted = None;
+        }
+    }
+
+    /// The terminal's title: who, and how many messages wait unread.
+    pub fn title(&self) -> String {
+        let unread: u64 = self.contacts.iter().map(|c| c.unread).sum();
+        if unread > 0 {
+            format!("tincan · {} ({unread})", self.me)
+        } else {
+            format!("tincan · {}", self.me)
+        }
+    }
+
+    /// The mouse wheel scrolls the conversation, when the mouse is captured.
+    pub fn on_mouse(&mut self, event: MouseEvent) {
+        match event.kind {
+            MouseEventKind::ScrollUp => self.scroll_by(3),
+            MouseEventKind::ScrollDown => self.scroll = self.scroll.saturating_sub(3),
+            _ => {}
+        }
+    }
+
+    /// A paste: text into the input, never a key (`Input::paste`).
+    pub fn on_paste(&mut self, text: &str) {
+        self.input.paste(text);
+    }
+
+    fn scroll_by(&mut self, rows: usize) {
+        self.scroll = self.scroll.saturating_add(rows).min(self.max_scroll.get());
     }
 
     /// Shows a panel in place of the conversation.
@@ -241,6 +318,16 @@ impl App {
                 match self.contacts.iter_mut().find(|c| c.conversation == *conversation) {
                     Some(c) => {
                         c.unread += 1;
+                        let name = c.username.clone();
+                        // Another conversation: the status line says so, the bell rings.
+                        self.note(
+                            Level::Info,
+                            format!(
+                                "New message from {name} (Tab to switch, or type /chat {name})."
+                            ),
+                        );
+                        self.ring = self.bell;
+                        self.desktop.push(format!("New message from {name}"));
                         None
                     }
                     None => Some(Action::ReloadContacts),
@@ -291,6 +378,10 @@ impl App {
                 }
                 Some(Action::ReloadContacts)
             }
+            Event::Notice { username, notice: tincan_wire::Notice::Ended, .. } => {
+                self.note(Level::Info, format!("{username} ended the conversation."));
+                None
+            }
             Event::Storage(health) => {
                 self.storage = *health;
                 if *health == tincan_store::Health::Ok {
@@ -320,28 +411,41 @@ impl App {
     /// What a key does.
     pub fn on_key(&mut self, key: KeyEvent) -> Option<Action> {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        let empty = self.input.text().is_empty();
+        let page = self.page.saturating_sub(1).max(1);
         match key.code {
-            KeyCode::Char('c' | 'd') if ctrl => return Some(Action::Quit),
+            KeyCode::Char('c') if ctrl => return Some(Action::Quit),
+            // Ctrl-D leaves only from an empty input: with a draft, it deletes under the cursor
+            // as in a shell, and the draft stays.
+            KeyCode::Char('d') if ctrl && empty => return Some(Action::Quit),
+            KeyCode::Char('d') if ctrl => self.input.delete(),
             KeyCode::Char('u') if ctrl => self.input.clear(),
             KeyCode::Char('a') if ctrl => self.input.home(),
             KeyCode::Char('e') if ctrl => self.input.end(),
+            // Alt-Enter and Ctrl-J (a line feed) add a line to the message.
+            KeyCode::Char('j') if ctrl => self.input.insert('\n'),
+            KeyCode::Enter if alt => self.input.insert('\n'),
             KeyCode::Char(c) if !ctrl => self.input.insert(c),
             KeyCode::Backspace => self.input.backspace(),
             KeyCode::Delete => self.input.delete(),
             KeyCode::Left => self.input.left(),
             KeyCode::Right => self.input.right(),
+            // With nothing typed, Home and End go to the first and the newest line.
+            KeyCode::Home if ctrl || empty => self.scroll = self.max_scroll.get(),
+            KeyCode::End if ctrl || empty => self.scroll = 0,
             KeyCode::Home => self.input.home(),
             KeyCode::End => self.input.end(),
             KeyCode::Up => self.input.up(),
             KeyCode::Down => self.input.down(),
-            KeyCode::PageUp => self.scroll = self.scroll.saturating_add(10),
-            KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(10),
+            KeyCode::PageUp => self.scroll_by(page),
+            KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(page),
             KeyCode::Tab => return self.cycle(1),
             KeyCode::BackTab => return self.cycle(-1),
+            // Esc closes what is open over the conversation; the draft stays (Ctrl-U clears it).
             KeyCode::Esc => {
                 self.close_panel();
                 self.confirm = None;
-                self.input.clear();
             }
             KeyCode::Enter => return self.submit(),
             _ => {}
@@ -369,20 +473,28 @@ impl App {
         }
         // A confirmation is the same command, right away: anything else cancels it.
         let confirm = self.confirm.take();
-        if let Some(command) = line.strip_prefix('/') {
+        // A text of several lines (typed with Alt-Enter, or pasted) is a message, never a
+        // command.
+        let multiline = line.contains('\n');
+        if !multiline && let Some(command) = line.strip_prefix('/') {
             return self.command(command, confirm);
         }
         self.close_panel();
         if line == DISCONNECT {
-            if self.open.is_none() {
+            let Some(conv) = self.open else {
                 self.note(Level::Info, "No conversation to end. /quit leaves tincan.");
-            }
+                return None;
+            };
             self.leave();
-            return None;
+            return Some(Action::End(conv));
         }
         let Some(contact) = self.current().cloned() else {
             // As in the original: with no conversation open, typing a name opens one.
             return match Username::new(line) {
+                Ok(user) if user.as_str() != line => {
+                    self.note(Level::Info, format!("Usernames are lowercase: opening {user}."));
+                    Some(Action::Open(user))
+                }
                 Ok(user) => Some(Action::Open(user)),
                 Err(e) => {
                     self.note(
@@ -510,6 +622,34 @@ impl App {
                 None
             }
             "online" | "who" => Some(Action::Online),
+            "search" | "find" => {
+                let Some(conv) = self.open else {
+                    self.note(Level::Warning, "Open a conversation first, then /search TEXT.");
+                    return None;
+                };
+                let text = command[verb.len()..].trim();
+                if text.is_empty() {
+                    self.note(Level::Warning, "Usage: /search TEXT");
+                    return None;
+                }
+                Some(Action::Search(conv, text.to_owned()))
+            }
+            "retry" => self.open.map(Action::Retry).or_else(|| {
+                self.note(Level::Warning, "Open the conversation first, then /retry.");
+                None
+            }),
+            "mouse" => {
+                self.mouse = !self.mouse;
+                self.note(
+                    Level::Info,
+                    if self.mouse {
+                        "The mouse wheel scrolls; hold Shift to select text. /mouse gives it back."
+                    } else {
+                        "The mouse is the terminal's again: select text as usual. /mouse to scroll with the wheel."
+                    },
+                );
+                Some(Action::Mouse(self.mouse))
+            }
             "quit" | "q" | "exit" => Some(Action::Quit),
             "help" | "h" | "?" => {
                 self.show_panel("Help", help());
@@ -590,11 +730,16 @@ pub fn help() -> Vec<String> {
         "/accept         accept the open message request",
         "/block, /unblock  refuse (or accept again) messages from the open conversation",
         "/delete         delete the open conversation (asks again to confirm)",
+        "/search TEXT    find messages of the open conversation holding TEXT",
+        "/retry          send again what the recipient refused (after they unblock you)",
+        "/mouse          the mouse wheel scrolls (hold Shift to select text); again to undo",
         "/online         who is online at the phonebook",
         "/help           this help        /quit  leave tincan (Ctrl-C too)",
         "",
-        "Tab / Shift-Tab  next / previous conversation     PageUp / PageDown  scroll",
-        "Up / Down        previous lines you typed         Esc  close this panel",
+        "Tab / Shift-Tab  next / previous conversation     PageUp / PageDown  scroll a page",
+        "Home / End       first / newest line (with nothing typed)",
+        "Alt-Enter, Ctrl-J  a new line in the message      Enter  send",
+        "Up / Down        previous lines you typed         Esc  close this panel (keeps the draft)",
         "",
         "Marks: … queued   ✓ sent   ✓✓ delivered   ✗ failed",
         "Contacts: ● connected directly   ◑ through the relay   ○ not connected   ? request",
@@ -643,7 +788,11 @@ mod tests {
                 "hello there".into()
             ))
         );
-        assert_eq!(typed(&mut app, "--DISCONNECT--"), None);
+        assert_eq!(
+            typed(&mut app, "--DISCONNECT--"),
+            Some(Action::End(ConversationId([1; 16]))),
+            "the other side is told"
+        );
         assert_eq!(app.open, None, "back to choosing someone");
         assert!(app.notice.as_ref().unwrap().1.contains("ended"));
         assert_eq!(typed(&mut app, "/quit"), Some(Action::Quit));

@@ -1,7 +1,10 @@
-//! The input line: editing, and a history of what was sent.
+//! The input: editing over several lines, pasting, and a history of what was sent.
 
 /// Most lines kept in the history.
 const HISTORY: usize = 200;
+/// Most characters in the input. More than one message holds: a longer text is sent as
+/// several messages, in order.
+pub const MAX_INPUT: usize = 64 * 1024;
 
 /// An editable line with history.
 #[derive(Debug, Default)]
@@ -21,18 +24,43 @@ impl Input {
         self.text.iter().collect()
     }
 
-    /// The cursor position, in characters.
-    pub fn cursor(&self) -> usize {
-        self.cursor
-    }
-
-    /// Inserts a character at the cursor.
+    /// Inserts a character at the cursor. Line feeds and tabs are text; other control
+    /// characters are not.
     pub fn insert(&mut self, c: char) {
-        if c.is_control() || self.text.len() >= tincan_wire::MAX_TEXT_LEN {
+        if (c.is_control() && c != '\n' && c != '\t') || self.text.len() >= MAX_INPUT {
             return;
         }
         self.text.insert(self.cursor, c);
         self.cursor += 1;
+    }
+
+    /// Inserts pasted text at the cursor, as text: its line breaks stay line breaks, and
+    /// nothing in it is a key (no Enter, no command).
+    pub fn paste(&mut self, text: &str) {
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        for c in text.chars() {
+            self.insert(c);
+        }
+    }
+
+    /// The cursor's line and column (in characters).
+    pub fn cursor_line(&self) -> (usize, usize) {
+        let before = &self.text[..self.cursor];
+        let line = before.iter().filter(|&&c| c == '\n').count();
+        let col = before.iter().rev().take_while(|&&c| c != '\n').count();
+        (line, col)
+    }
+
+    /// Moves the cursor to the same column of the line `delta` lines away, if there is one.
+    fn move_line(&mut self, delta: isize) -> bool {
+        let (line, col) = self.cursor_line();
+        let lines: Vec<&[char]> = self.text.split(|&c| c == '\n').collect();
+        let Some(target) = line.checked_add_signed(delta).filter(|&l| l < lines.len()) else {
+            return false;
+        };
+        let start: usize = lines[..target].iter().map(|l| l.len() + 1).sum();
+        self.cursor = start + col.min(lines[target].len());
+        true
     }
 
     /// Deletes the character before the cursor.
@@ -90,8 +118,11 @@ impl Input {
         line
     }
 
-    /// The previous line of the history.
+    /// The line above in a text of several lines; else the previous line of the history.
     pub fn up(&mut self) {
+        if self.browsing.is_none() && self.move_line(-1) {
+            return;
+        }
         let at = match self.browsing {
             None if self.history.is_empty() => return,
             None => {
@@ -105,8 +136,12 @@ impl Input {
         self.set(self.history[at].chars().collect());
     }
 
-    /// The next line of the history, then the draft.
+    /// The line below in a text of several lines; else the next line of the history, then the
+    /// draft.
     pub fn down(&mut self) {
+        if self.browsing.is_none() && self.move_line(1) {
+            return;
+        }
         match self.browsing {
             None => {}
             Some(i) if i + 1 < self.history.len() => {
@@ -163,5 +198,28 @@ mod tests {
         assert_eq!(input.text(), "draft");
         input.insert('\u{1b}');
         assert_eq!(input.text(), "draft", "control characters are not typed");
+    }
+
+    /// Issue 16: a paste is text, line breaks and tabs included; it presses no key.
+    #[test]
+    fn issue_16_a_paste_is_text() {
+        let mut input = Input::default();
+        input.paste("A\r\nB\n--DISCONNECT--\ncarol\tD\u{1b}[2J");
+        assert_eq!(input.text(), "A\nB\n--DISCONNECT--\ncarol\tD[2J");
+        assert_eq!(input.cursor_line(), (3, 10));
+        input.up();
+        assert_eq!(input.cursor_line(), (2, 10), "up moves within the text");
+        input.down();
+        input.down();
+        assert_eq!(input.cursor_line(), (3, 10), "no line below: the history is empty");
+    }
+
+    #[test]
+    fn long_input_is_kept_beyond_one_message() {
+        let mut input = Input::default();
+        input.paste(&"x".repeat(10_000));
+        assert_eq!(input.text().len(), 10_000, "not cut at 4,096");
+        input.paste(&"y".repeat(MAX_INPUT));
+        assert_eq!(input.text().chars().count(), MAX_INPUT, "bounded");
     }
 }

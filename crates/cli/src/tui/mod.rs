@@ -8,6 +8,7 @@ pub mod app;
 mod fixtures;
 mod input;
 pub mod ui;
+mod wrap;
 
 use std::io::Stdout;
 use std::sync::Arc;
@@ -42,7 +43,9 @@ pub async fn run(profile: &Profile, global: &Global, open: Option<String>) -> an
     let where_ =
         if session.local { "local phonebook".to_owned() } else { session.phonebook_url.clone() };
     let mut app = App::new(me, profile.name.clone(), where_);
+    app.bell = profile.bell;
     app.set_contacts(session.node.store().contacts().await?);
+    presence(&session, &mut app);
     if let Some(user) = open {
         perform(&session, &mut app, Action::Open(crate::commands::username_arg(&user)?)).await;
     }
@@ -55,7 +58,7 @@ pub async fn run(profile: &Profile, global: &Global, open: Option<String>) -> an
         after_unlock_ms = (ready - unlocked_at).as_millis() as u64,
         "screen ready"
     );
-    let result = event_loop(&mut terminal, &session, &mut app).await;
+    let result = event_loop(&mut terminal, &session, &mut app, profile.notify).await;
     leave();
     session.stop().await;
     result
@@ -72,15 +75,54 @@ fn enter() -> anyhow::Result<Term> {
     }));
     terminal::enable_raw_mode().context("the terminal cannot go into raw mode")?;
     let mut stdout = std::io::stdout();
-    execute!(stdout, terminal::EnterAlternateScreen).context("entering the alternate screen")?;
+    // Cleared first: a crash may have left a password prompt or half a screen behind. Pastes
+    // arrive bracketed, as text, so that their newlines are not Enter.
+    execute!(
+        stdout,
+        terminal::EnterAlternateScreen,
+        terminal::Clear(terminal::ClearType::All),
+        event::EnableBracketedPaste
+    )
+    .context("entering the alternate screen")?;
     Terminal::new(CrosstermBackend::new(stdout)).context("setting up the screen")
 }
 
 /// Puts the terminal back. Safe to call more than once.
 fn leave() {
     let _ = terminal::disable_raw_mode();
-    let _ = execute!(std::io::stdout(), terminal::LeaveAlternateScreen, cursor::Show);
+    let _ = execute!(
+        std::io::stdout(),
+        event::DisableBracketedPaste,
+        event::DisableMouseCapture,
+        terminal::SetTitle(""),
+        terminal::LeaveAlternateScreen,
+        cursor::Show
+    );
 }
+
+/// Who is connected now, from the node: a screen that starts (or reloads) while connections
+/// exist shows them, rather than waiting for the next connection (`specs/delivery.md` §4.0).
+fn presence(session: &Session, app: &mut App) {
+    app.online.clear();
+    app.paths.clear();
+    for c in &app.contacts {
+        let Ok(peer) = libp2p_identity::PeerId::from_bytes(c.peer_id.as_bytes()) else { continue };
+        if session.node.is_connected(&peer) {
+            app.online.insert(c.peer_id.clone());
+            if let Some(path) = session.node.path(&peer) {
+                app.paths.insert(c.peer_id.clone(), path);
+            }
+        }
+    }
+}
+
+/// Rows of the conversation on screen, for a page of scrolling.
+fn page(terminal: &Term) -> usize {
+    terminal.size().map_or(10, |s| usize::from(s.height).saturating_sub(8).max(1))
+}
+
+/// How often an open conversation with someone not connected is probed.
+const PROBE: Duration = Duration::from_secs(60);
 
 /// Reads terminal events on a thread of its own (crossterm's reads block), until `stop`.
 fn keys(stop: Arc<AtomicBool>) -> mpsc::Receiver<TermEvent> {
@@ -104,7 +146,12 @@ fn keys(stop: Arc<AtomicBool>) -> mpsc::Receiver<TermEvent> {
     rx
 }
 
-async fn event_loop(terminal: &mut Term, session: &Session, app: &mut App) -> anyhow::Result<()> {
+async fn event_loop(
+    terminal: &mut Term,
+    session: &Session,
+    app: &mut App,
+    desktop: bool,
+) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut keys = keys(stop.clone());
     let mut events = session.node.subscribe();
@@ -112,13 +159,25 @@ async fn event_loop(terminal: &mut Term, session: &Session, app: &mut App) -> an
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("SIGTERM")?;
+    let mut title = String::new();
+    let mut probed = std::time::Instant::now();
     let result = loop {
+        app.page = page(terminal);
         if let Err(e) = terminal.draw(|f| ui::draw(f, app)) {
             break Err(anyhow::Error::new(e).context("drawing"));
         }
+        signals(app, &mut title, desktop);
         let action = tokio::select! {
             key = keys.recv() => match key {
                 Some(TermEvent::Key(key)) if key.kind != KeyEventKind::Release => app.on_key(key),
+                Some(TermEvent::Paste(text)) => {
+                    app.on_paste(&text);
+                    None
+                }
+                Some(TermEvent::Mouse(mouse)) => {
+                    app.on_mouse(mouse);
+                    None
+                }
                 Some(_) => None, // resizes redraw on the next turn
                 None => Some(Action::Quit),
             },
@@ -127,7 +186,18 @@ async fn event_loop(terminal: &mut Term, session: &Session, app: &mut App) -> an
                 Err(broadcast::error::RecvError::Lagged(_)) => Some(Action::ReloadContacts),
                 Err(broadcast::error::RecvError::Closed) => Some(Action::Quit),
             },
-            _ = tick.tick() => None,
+            _ = tick.tick() => {
+                let now = std::time::Instant::now();
+                app.tick(now);
+                // An open conversation with someone not connected: look again now and then.
+                match app.open {
+                    Some(conv) if now.duration_since(probed) >= PROBE => {
+                        probed = now;
+                        Some(Action::Probe(conv))
+                    }
+                    _ => None,
+                }
+            },
             _ = tokio::signal::ctrl_c() => Some(Action::Quit),
             _ = sigterm(&mut term) => Some(Action::Quit),
         };
@@ -140,6 +210,31 @@ async fn event_loop(terminal: &mut Term, session: &Session, app: &mut App) -> an
     };
     stop.store(true, Ordering::Relaxed);
     result
+}
+
+/// The bell, the terminal's title and desktop notifications, as the app asks for them.
+fn signals(app: &mut App, title: &mut String, desktop: bool) {
+    use std::io::Write;
+    if std::mem::take(&mut app.ring) {
+        let mut out = std::io::stdout();
+        let _ = out.write_all(b"\x07");
+        let _ = out.flush();
+    }
+    let now = app.title();
+    if now != *title {
+        let _ = execute!(std::io::stdout(), terminal::SetTitle(&now));
+        *title = now;
+    }
+    for text in app.desktop.drain(..) {
+        // Who wrote, never what: the notification may show on a locked screen.
+        if desktop {
+            let _ = std::process::Command::new("notify-send")
+                .args(["--app-name=tincan", "tincan", &text])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+        }
+    }
 }
 
 #[cfg(unix)]
@@ -159,20 +254,62 @@ async fn try_perform(session: &Session, app: &mut App, action: Action) -> anyhow
     let store = node.store();
     match action {
         Action::Send(conv, user, text) => {
-            let sent = node.send(&user, &text).await?;
-            if app.open == Some(conv)
-                && let Some(entry) = store.entry(conv, sent.position).await?
-            {
-                app.messages.push(entry);
-                app.scroll = 0;
+            // A text longer than one message goes as several, in order, none cut.
+            let pieces = tincan_wire::split_text(&text);
+            if pieces.len() > 1 {
+                app.note(Level::Info, format!("Long text: sent as {} messages.", pieces.len()));
+            }
+            for piece in pieces {
+                let sent = node.send(&user, piece).await?;
+                if app.open == Some(conv)
+                    && let Some(entry) = store.entry(conv, sent.position).await?
+                {
+                    app.messages.push(entry);
+                    app.scroll = 0;
+                }
             }
         }
         Action::Open(user) => {
-            app.note(Level::Info, format!("Looking up {user}..."));
             let contact = node.resolve(&user).await?;
             open(app, store, contact.conversation).await?;
+            node.probe(contact.conversation).await?;
         }
-        Action::OpenConversation(conv) => open(app, store, conv).await?,
+        Action::OpenConversation(conv) => {
+            open(app, store, conv).await?;
+            node.probe(conv).await?;
+        }
+        Action::Probe(conv) => node.probe(conv).await?,
+        Action::End(conv) => node.notify(conv, tincan_wire::Notice::Ended).await?,
+        Action::Search(conv, text) => {
+            let found = store.search(conv, &text, 200).await?;
+            let name = app.current().map(|c| c.username.to_string()).unwrap_or_default();
+            let me = app.me.to_string();
+            let mut lines: Vec<String> =
+                found.iter().map(|e| crate::format::dated_line(&me, &name, e)).collect();
+            if lines.is_empty() {
+                lines.push(format!("Nothing holds {text:?}."));
+            }
+            app.show_panel(format!("{} found: {text}", found.len()), lines);
+        }
+        Action::Retry(conv) => {
+            let n = node.retry(conv).await?;
+            open(app, store, conv).await?;
+            app.note(
+                Level::Info,
+                if n == 0 {
+                    "Nothing was refused: nothing to send again.".to_owned()
+                } else {
+                    format!("{n} refused message(s) queued again.")
+                },
+            );
+        }
+        Action::Mouse(on) => {
+            if on {
+                execute!(std::io::stdout(), event::EnableMouseCapture)?;
+            } else {
+                execute!(std::io::stdout(), event::DisableMouseCapture)?;
+            }
+        }
         Action::Verify(user) => {
             let contact = node.resolve(&user).await?;
             let numbers = node.safety_numbers(&user).await?;
@@ -264,6 +401,7 @@ async fn try_perform(session: &Session, app: &mut App, action: Action) -> anyhow
         }
         Action::ReloadContacts => {
             app.set_contacts(store.contacts().await?);
+            presence(session, app);
             if let Some(conv) = app.open {
                 let messages = store.history(conv, None, 500).await?;
                 app.messages = messages;

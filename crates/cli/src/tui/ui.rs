@@ -1,5 +1,6 @@
 //! Drawing the chat screen.
 
+use chrono::TimeZone;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -10,12 +11,17 @@ use tincan_store::{ContactKind, Direction, Status};
 use unicode_width::UnicodeWidthStr;
 
 use super::app::{App, Level};
+use super::wrap;
 use crate::format;
 
 /// Draws the whole screen.
+/// Most rows the input grows to; a longer text scrolls inside it.
+const INPUT_ROWS: usize = 5;
+
 pub fn draw(frame: &mut Frame<'_>, app: &App) {
+    let rows = app.input.text().split('\n').count().clamp(1, INPUT_ROWS) as u16;
     let [main, input, status] =
-        Layout::vertical([Constraint::Min(3), Constraint::Length(3), Constraint::Length(1)])
+        Layout::vertical([Constraint::Min(3), Constraint::Length(rows + 2), Constraint::Length(1)])
             .areas(frame.area());
     let width = (main.width / 4).clamp(12, 28);
     let [list, conversation] =
@@ -122,9 +128,10 @@ fn draw_conversation(frame: &mut Frame<'_>, app: &App, area: Rect) {
         _ if contact.verified => "· verified ",
         _ => "· not verified ",
     });
-    let mut lines: Vec<Line<'_>> = Vec::new();
+    // Banners stay at the top, whatever the conversation scrolls to.
+    let mut banners: Vec<Line<'_>> = Vec::new();
     if contact.pending_peer_id.is_some() {
-        lines.push(Line::styled(
+        banners.push(Line::styled(
             format!(
                 "⚠ {}'s KEY CHANGED. Nothing is sent until you /verify the new key, then /trust or /reject it.",
                 contact.username
@@ -132,13 +139,21 @@ fn draw_conversation(frame: &mut Frame<'_>, app: &App, area: Rect) {
             Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD),
         ));
     }
-    if contact.kind == ContactKind::Request {
+    if contact.blocked {
+        banners.push(Line::styled(
+            format!(
+                "⊘ {} is blocked: their messages are refused and not stored. /unblock to take them again.",
+                contact.username
+            ),
+            Style::new().fg(Color::White).bg(Color::DarkGray),
+        ));
+    } else if contact.kind == ContactKind::Request {
         let style = if format::impostor(contact) {
             Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD)
         } else {
             Style::new().fg(Color::Black).bg(Color::Yellow)
         };
-        lines.push(Line::styled(
+        banners.push(Line::styled(
             format!(
                 "Message request from someone claiming to be {} ({}, key {}): /accept or /block.",
                 contact.username,
@@ -148,57 +163,109 @@ fn draw_conversation(frame: &mut Frame<'_>, app: &App, area: Rect) {
             style,
         ));
     }
+    let mut lines: Vec<Line<'_>> = Vec::new();
+    let dim = Style::new().fg(Color::DarkGray);
+    let mut day = None;
     for entry in &app.messages {
+        // A separator when the day changes: times then need no date.
+        let this_day = date(app, format::placed_at(entry));
+        if day.as_ref() != Some(&this_day) {
+            lines.push(Line::styled(format!("──── {this_day} ────"), dim));
+            day = Some(this_day);
+        }
         if entry.missing_before > 0 {
             lines.push(Line::styled(
                 format!("  ({} earlier message(s) never arrived)", entry.missing_before),
-                Style::new().fg(Color::DarkGray),
+                dim,
             ));
         }
         let (who, color) = match entry.direction {
             Direction::Outgoing => (app.me.as_str(), Color::Cyan),
             Direction::Incoming => (contact.username.as_str(), Color::Magenta),
         };
+        let who_style = Style::new().fg(color).add_modifier(Modifier::BOLD);
+        let text = format::clean(entry.text.as_str()).replace('\t', wrap::TAB);
+        let mut text_lines = text.split('\n');
         let mut spans = vec![
-            Span::styled(
-                format!("[{}] ", when(app, format::placed_at(entry))),
-                Style::new().fg(Color::DarkGray),
-            ),
-            Span::styled(who.to_owned(), Style::new().fg(color).add_modifier(Modifier::BOLD)),
+            Span::styled(format!("[{}] ", clock(app, format::placed_at(entry))), dim),
+            Span::styled(who.to_owned(), who_style),
             // The sender's clock is a claim: shown as theirs, when far from ours.
-            Span::styled(
-                format::claimed_time(entry, |t| when(app, t)),
-                Style::new().fg(Color::DarkGray),
-            ),
-            Span::styled(": ", Style::new().fg(color).add_modifier(Modifier::BOLD)),
-            Span::raw(format::clean(entry.text.as_str())),
+            Span::styled(format::claimed_time(entry, |t| when(app, t)), dim),
+            Span::styled(": ", who_style),
+            Span::raw(text_lines.next().unwrap_or_default().to_owned()),
         ];
+        // A message of several lines shows as several lines, indented under its first.
+        let rest: Vec<String> = text_lines.map(|l| format!("    {l}")).collect();
+        let mut tail = Vec::new();
         if entry.direction == Direction::Outgoing {
             let style = match entry.status {
                 Status::Failed { .. } => Style::new().fg(Color::Red),
                 Status::Delivered { .. } => Style::new().fg(Color::Green),
-                _ => Style::new().fg(Color::DarkGray),
+                _ => dim,
             };
-            spans.push(Span::styled(format!(" {}", format::mark(&entry.status)), style));
-            if let Status::Failed { reason, .. } = &entry.status {
-                spans.push(Span::styled(format!(" {reason}"), style));
+            tail.push(Span::styled(format!(" {}", format::mark(&entry.status)), style));
+            if let Status::Failed { code, reason } = &entry.status {
+                tail.push(Span::styled(format!(" {}", format::refusal(*code, reason)), style));
             }
         }
         if entry.late {
-            spans.push(Span::styled(" (late)", Style::new().fg(Color::DarkGray)));
+            tail.push(Span::styled(" (late)", dim));
         }
-        lines.push(Line::from(spans));
+        if rest.is_empty() {
+            spans.extend(tail);
+            lines.push(Line::from(spans));
+        } else {
+            lines.push(Line::from(spans));
+            let last = rest.len() - 1;
+            for (i, l) in rest.into_iter().enumerate() {
+                let mut row = vec![Span::raw(l)];
+                if i == last {
+                    row.extend(tail.clone());
+                }
+                lines.push(Line::from(row));
+            }
+        }
     }
-    // Keep the newest lines in view, wrapped at the panel's width.
+    // The rows as drawn: wrapped here, so that the count that keeps the newest line in view is
+    // the count drawn (ratatui's own wrapping counted differently, and hid lines).
     let inner = area.width.saturating_sub(2).max(1) as usize;
-    let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(inner)).sum();
-    let height = area.height.saturating_sub(2) as usize;
-    let top = rows.saturating_sub(height).saturating_sub(app.scroll);
-    let paragraph = Paragraph::new(lines)
-        .wrap(Wrap { trim: false })
-        .scroll((u16::try_from(top).unwrap_or(u16::MAX), 0))
-        .block(Block::new().borders(Borders::ALL).title(title));
+    let banners = wrap::wrap_all(&banners, inner);
+    let height = (area.height.saturating_sub(2) as usize).saturating_sub(banners.len());
+    let rows = wrap::wrap_all(&lines, inner);
+    let max_scroll = rows.len().saturating_sub(height);
+    app.max_scroll.set(max_scroll);
+    let scroll = app.scroll.min(max_scroll);
+    if scroll > 0 {
+        title.push_str(&format!("· ↑ {scroll} lines up (End: back to the newest) "));
+    }
+    let top = max_scroll - scroll;
+    let shown: Vec<Line<'_>> =
+        banners.into_iter().chain(rows.into_iter().skip(top).take(height)).collect();
+    let paragraph = Paragraph::new(shown).block(Block::new().borders(Borders::ALL).title(title));
     frame.render_widget(paragraph, area);
+}
+
+/// The day of `at`, in words, for the separators.
+fn date(app: &App, at: tincan_wire::UnixMillis) -> String {
+    let millis = i64::try_from(at.0).unwrap_or(i64::MAX);
+    let format = "%A %-d %B %Y";
+    if app.local_time {
+        chrono::Local.timestamp_millis_opt(millis).single().map(|t| t.format(format).to_string())
+    } else {
+        chrono::Utc.timestamp_millis_opt(millis).single().map(|t| t.format(format).to_string())
+    }
+    .unwrap_or_else(|| "?".into())
+}
+
+/// The time of day of `at`, `14:05`: the day is in the separator above.
+fn clock(app: &App, at: tincan_wire::UnixMillis) -> String {
+    let millis = i64::try_from(at.0).unwrap_or(i64::MAX);
+    if app.local_time {
+        chrono::Local.timestamp_millis_opt(millis).single().map(|t| t.format("%H:%M").to_string())
+    } else {
+        chrono::Utc.timestamp_millis_opt(millis).single().map(|t| t.format("%H:%M").to_string())
+    }
+    .unwrap_or_else(|| "?".into())
 }
 
 fn when(app: &App, at: tincan_wire::UnixMillis) -> String {
@@ -206,32 +273,49 @@ fn when(app: &App, at: tincan_wire::UnixMillis) -> String {
 }
 
 fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect) {
-    let prompt = match app.current() {
+    let mut prompt = match app.current() {
         Some(c) => format!(" to {} ", c.username),
         None => " username to chat with ".to_owned(),
     };
     let text = app.input.text();
-    // Scroll the line so the cursor stays visible.
-    let before: String = text.chars().take(app.input.cursor()).collect();
+    let lines: Vec<&str> = text.split('\n').collect();
+    if lines.len() > 1 {
+        prompt.push_str(&format!("· {} lines · Enter sends, Alt-Enter adds a line ", lines.len()));
+    }
+    let (line, col) = app.input.cursor_line();
+    // The rows around the cursor, and the columns that keep it in view.
+    let height = area.height.saturating_sub(2).max(1) as usize;
+    let first = line.saturating_sub(height - 1);
     let inner = area.width.saturating_sub(2) as usize;
-    let cursor_col = before.width();
+    let shown_width = |s: &str| s.replace('\t', wrap::TAB).width();
+    let before: String = lines.get(line).map(|l| l.chars().take(col).collect()).unwrap_or_default();
+    let cursor_col = shown_width(&before);
     let skip = cursor_col.saturating_sub(inner.saturating_sub(1));
-    let shown: String = {
-        let mut acc = 0;
-        text.chars()
-            .skip_while(|c| {
-                let keep = acc >= skip;
-                acc += c.to_string().width();
-                !keep
-            })
-            .collect()
-    };
+    let rows: Vec<Line<'_>> = lines
+        .iter()
+        .skip(first)
+        .take(height)
+        .map(|l| {
+            let l = l.replace('\t', wrap::TAB);
+            let mut acc = 0;
+            let visible: String = l
+                .chars()
+                .skip_while(|c| {
+                    let keep = acc >= skip;
+                    acc += c.to_string().width();
+                    !keep
+                })
+                .collect();
+            Line::raw(visible)
+        })
+        .collect();
     frame.render_widget(
-        Paragraph::new(shown).block(Block::new().borders(Borders::ALL).title(prompt)),
+        Paragraph::new(rows).block(Block::new().borders(Borders::ALL).title(prompt)),
         area,
     );
     let x = area.x + 1 + u16::try_from(cursor_col - skip).unwrap_or(0);
-    frame.set_cursor_position((x.min(area.right().saturating_sub(2)), area.y + 1));
+    let y = area.y + 1 + u16::try_from(line - first).unwrap_or(0);
+    frame.set_cursor_position((x.min(area.right().saturating_sub(2)), y));
 }
 
 fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect) {
@@ -408,6 +492,120 @@ mod tests {
             vec![entry(0, Direction::Incoming, "I am totally bob", Status::Received)],
         );
         check("request", &render(&app, 80, 12));
+    }
+
+    /// Issue 16, bug 1: at 120×35, 16 short lines, then three words of 48 characters, then
+    /// "short after": the newest line and its echo must be on screen.
+    #[test]
+    fn issue_16_the_newest_lines_are_never_hidden() {
+        let mut app = app();
+        let conv = ConversationId([1; 16]);
+        let word = "w".repeat(48);
+        let mut messages: Vec<LogEntry> = (0..16)
+            .map(|n| {
+                entry(
+                    n,
+                    Direction::Outgoing,
+                    &format!("short {n}"),
+                    Status::Delivered { at: UnixMillis(0) },
+                )
+            })
+            .collect();
+        messages.push(entry(
+            16,
+            Direction::Outgoing,
+            &format!("{word} {word} {word}"),
+            Status::Sent,
+        ));
+        messages.push(entry(17, Direction::Outgoing, "short after", Status::Sent));
+        messages.push(entry(18, Direction::Incoming, "echo: short after", Status::Received));
+        app.show(conv, messages);
+        let screen = render(&app, 120, 35);
+        assert!(screen.contains("alice: short after"), "{screen}");
+        assert!(screen.contains("bob: echo: short after"), "{screen}");
+        check("newest-lines", &screen);
+        // A longer conversation, scrolled up a page and back down with End: the newest line is
+        // there again.
+        let mut many: Vec<LogEntry> = (0..60)
+            .map(|n| entry(n, Direction::Incoming, &format!("line {n}"), Status::Received))
+            .collect();
+        many.push(entry(60, Direction::Incoming, "echo: short after", Status::Received));
+        app.show(conv, many);
+        assert!(render(&app, 120, 35).contains("echo: short after"));
+        app.page = 20;
+        app.on_key(ratatui::crossterm::event::KeyEvent::from(
+            ratatui::crossterm::event::KeyCode::PageUp,
+        ));
+        assert!(!render(&app, 120, 35).contains("echo: short after"));
+        app.on_key(ratatui::crossterm::event::KeyEvent::from(
+            ratatui::crossterm::event::KeyCode::End,
+        ));
+        assert!(render(&app, 120, 35).contains("echo: short after"));
+    }
+
+    /// Issue 16: wrapping by words, by graphemes, with wide characters and emoji, and a day
+    /// separator where the date changes; a message of several lines shows as such.
+    #[test]
+    fn issue_16_wrapping_days_and_lines() {
+        let mut app = app();
+        let conv = ConversationId([1; 16]);
+        let mut yesterday = entry(0, Direction::Incoming, "from yesterday", Status::Received);
+        yesterday.stored_at = UnixMillis(yesterday.stored_at.0 - 86_400_000);
+        let mut late_clock = entry(5, Direction::Incoming, "my clock is off", Status::Received);
+        late_clock.sent_at = UnixMillis(late_clock.stored_at.0 - 3 * 3_600_000);
+        app.show(
+            conv,
+            vec![
+                yesterday,
+                entry(
+                    1,
+                    Direction::Outgoing,
+                    "a fairly long sentence that wraps at word boundaries in a narrow window",
+                    Status::Delivered { at: UnixMillis(0) },
+                ),
+                entry(
+                    2,
+                    Direction::Incoming,
+                    "unbreakableeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee",
+                    Status::Received,
+                ),
+                entry(
+                    3,
+                    Direction::Incoming,
+                    "日本語のテキストと絵文字 🥫👍🏽 が混ざった行です",
+                    Status::Received,
+                ),
+                entry(4, Direction::Outgoing, "first line\nsecond line\n\tand a tab", Status::Sent),
+                late_clock,
+            ],
+        );
+        check("wrapping", &render(&app, 60, 22));
+    }
+
+    /// Issue 16: a multi-line draft grows the input; a search shows its results; a message
+    /// elsewhere shows on the status line and in the title.
+    #[test]
+    fn issue_16_multiline_input_search_and_notifications() {
+        let mut app = app();
+        let conv = ConversationId([1; 16]);
+        app.show(conv, vec![entry(0, Direction::Incoming, "dinner at eight?", Status::Received)]);
+        app.input.paste("line one\nline two\nline three");
+        check("multiline-input", &render(&app, 80, 14));
+        app.input.clear();
+        app.show_panel("1 found: dinner", vec!["[2025-11-26 14:00] bob: dinner at eight?".into()]);
+        check("search", &render(&app, 80, 10));
+        app.close_panel();
+        let mut carol_says = entry(7, Direction::Incoming, "psst", Status::Received);
+        carol_says.position = 9;
+        app.on_event(&tincan_node::Event::Received {
+            conversation: ConversationId([2; 16]),
+            username: Username::new("carol").unwrap(),
+            entry: carol_says,
+            request: false,
+        });
+        assert!(app.ring, "the bell rings");
+        assert_eq!(app.title(), "tincan · alice (4)");
+        check("notification", &render(&app, 80, 10));
     }
 
     /// Issue 17: a full disk is on the status line, whatever else is noted, until it ends.
