@@ -118,7 +118,19 @@ impl Peer {
     }
 
     /// Waits for a line that `pick` accepts; panics after `limit`.
-    pub fn wait<T>(&mut self, limit: Duration, mut pick: impl FnMut(&Value) -> Option<T>) -> T {
+    pub fn wait<T>(&mut self, limit: Duration, pick: impl FnMut(&Value) -> Option<T>) -> T {
+        match self.wait_at_most(limit, pick) {
+            Some(t) => t,
+            None => panic!("{}: nothing matching within {limit:?}", self.name),
+        }
+    }
+
+    /// Waits for a line that `pick` accepts, for at most `limit`: `None` if none came.
+    pub fn wait_at_most<T>(
+        &mut self,
+        limit: Duration,
+        mut pick: impl FnMut(&Value) -> Option<T>,
+    ) -> Option<T> {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -128,12 +140,10 @@ impl Peer {
                         panic!("{}: {error}", self.name);
                     }
                     if let Some(t) = pick(&v) {
-                        return t;
+                        return Some(t);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!("{}: nothing matching within {limit:?}", self.name)
-                }
+                Err(RecvTimeoutError::Timeout) => return None,
                 Err(RecvTimeoutError::Disconnected) => panic!("{}: the process ended", self.name),
             }
         }
