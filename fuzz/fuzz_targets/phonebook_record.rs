@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tincan_phonebook::fuzzing::record_json(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tincan_phonebook_client::fuzzing::record_json(data));

@@ -217,7 +217,7 @@ async fn first_message(dir: &std::path::Path) -> Duration {
         let mk = |name: String| {
             let mut config = Config::new(Username::new(&name).unwrap());
             config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
-            config.phonebooks = vec![tincan_phonebook::Client::new(&url).unwrap()];
+            config.phonebooks = vec![tincan_phonebook_client::Client::new(&url).unwrap()];
             let store = Store::create(
                 &dir.join(format!("{name}.redb")),
                 &StoreRootKey::generate().unwrap(),

@@ -17,7 +17,7 @@ use libp2p::{
     ping, relay, tcp, yamux,
 };
 use tincan_identity::Identity;
-use tincan_phonebook::Found;
+use tincan_phonebook_client::Found;
 use tincan_store::{
     Claim, ContactKind, ConversationId, Incoming, Outcome as StoreOutcome, Received, StoreError,
 };
@@ -1516,7 +1516,9 @@ async fn sender(
 
 /// The relay's PeerId and the address to reserve at: the first of its addresses that parses
 /// and names it.
-fn relay_addr(info: &tincan_phonebook::RelayInfo) -> Result<Option<(PeerId, Multiaddr)>, String> {
+fn relay_addr(
+    info: &tincan_phonebook_client::RelayInfo,
+) -> Result<Option<(PeerId, Multiaddr)>, String> {
     let peer: PeerId = info
         .peer_id
         .parse()
@@ -1542,7 +1544,7 @@ fn merge_addrs(addrs: &mut Vec<Multiaddr>, more: Vec<Multiaddr>) {
             addrs.push(a);
         }
     }
-    addrs.truncate(tincan_phonebook::MAX_ADDRS);
+    addrs.truncate(tincan_phonebook_client::MAX_ADDRS);
 }
 
 /// An address others can dial: a specified IP and a port.
@@ -1568,7 +1570,7 @@ fn publishable(listen: &[Multiaddr]) -> Vec<Multiaddr> {
     let mut addrs: Vec<Multiaddr> = listen.iter().filter(|a| dialable(a)).cloned().collect();
     addrs.sort_by_key(rank);
     addrs.dedup();
-    addrs.truncate(tincan_phonebook::MAX_ADDRS);
+    addrs.truncate(tincan_phonebook_client::MAX_ADDRS);
     addrs
 }
 

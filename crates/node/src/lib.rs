@@ -20,7 +20,7 @@
 //! use tincan_wire::Username;
 //!
 //! let mut config = Config::new(Username::new("alice")?);
-//! config.phonebooks.push(tincan_phonebook::Client::new("http://127.0.0.1:7878")?);
+//! config.phonebooks.push(tincan_phonebook_client::Client::new("http://127.0.0.1:7878")?);
 //! let node = Node::start(identity, store, config).await?;
 //! let mut events = node.subscribe();
 //! node.send(&Username::new("bob")?, "hello, bob").await?;

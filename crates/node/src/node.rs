@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
 use tincan_identity::{Identity, PublicKey, SafetyNumber, safety_number};
-use tincan_phonebook::Client as Phonebook;
+use tincan_phonebook_client::Client as Phonebook;
 use tincan_store::{
     Claim, Contact, ConversationId, Deleted, LogEntry, RequestLimits, Status, Store, StoreError,
 };
@@ -669,7 +669,10 @@ impl Node {
     }
 
     /// Users online, from the first phonebook that answers.
-    pub async fn online(&self, limit: usize) -> Result<Vec<tincan_phonebook::Found>, SendError> {
+    pub async fn online(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<tincan_phonebook_client::Found>, SendError> {
         let mut last_error = "no phonebook is configured".to_owned();
         for phonebook in &self.shared.phonebooks {
             match phonebook.online(None, limit.clamp(1, 100)).await {

@@ -268,7 +268,7 @@ async fn a_changed_key_holds_delivery_until_trusted() {
         &tincan_identity::Password::new(PASSWORD.into()),
     )
     .unwrap();
-    let client = tincan_phonebook::Client::new(&pb.url).unwrap();
+    let client = tincan_phonebook_client::Client::new(&pb.url).unwrap();
     let name = tincan_wire::Username::new("bob").unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     let now = tincan_wire::UnixMillis(now.as_millis() as u64);

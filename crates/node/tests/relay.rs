@@ -27,8 +27,10 @@ async fn node(
             .unwrap();
     let mut config = Config::new(Username::new(name).unwrap());
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
-    config.phonebooks =
-        phonebook.into_iter().map(|url| tincan_phonebook::Client::new(url).unwrap()).collect();
+    config.phonebooks = phonebook
+        .into_iter()
+        .map(|url| tincan_phonebook_client::Client::new(url).unwrap())
+        .collect();
     // On loopback the relay's probes would find us public and give the reservation up.
     config.nat.relay = RelayPolicy::Always;
     config.nat.hole_punch = hole_punch;

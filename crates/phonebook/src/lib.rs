@@ -21,17 +21,11 @@
 //! # Ok(()) }
 //! ```
 
-mod client;
-pub(crate) mod record;
 pub mod relay;
 pub mod server;
 
-#[cfg(any(test, fuzzing))]
-pub mod fuzzing;
-
-pub use client::{Client, ClientError, Found, verify_view};
-pub use record::{
-    Endpoint, MAX_ADDR_LEN, MAX_ADDRS, Record, RecordError, SignedDelete, SignedRecord,
-    delete_payload, parse_addr, record_payload,
+// Records and the client live in `tincan-phonebook-client`, which peers use without the server.
+pub use tincan_phonebook_client::{
+    AddrText, Client, ClientError, Endpoint, Found, MAX_ADDR_LEN, MAX_ADDRS, Record, RecordError,
+    RelayInfo, SignedDelete, SignedRecord, delete_payload, parse_addr, record_payload, verify_view,
 };
-pub use relay::RelayInfo;

@@ -68,7 +68,7 @@ async fn run() -> Result<(), String> {
             "--name" => name = Some(Username::new(&value()?).map_err(|e| e.to_string())?),
             "--listen" => listen.push(value()?.parse().map_err(|e| format!("{e}"))?),
             "--phonebook" => phonebooks
-                .push(tincan_phonebook::Client::new(&value()?).map_err(|e| e.to_string())?),
+                .push(tincan_phonebook_client::Client::new(&value()?).map_err(|e| e.to_string())?),
             "--lookup-interval-ms" => {
                 lookup = Some(Duration::from_millis(value()?.parse().map_err(|e| format!("{e}"))?))
             }

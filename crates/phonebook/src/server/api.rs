@@ -17,13 +17,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tincan_wire::Username;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi};
 
-use super::registry::{PeerView, Registered, RegistryError};
+use super::registry::{Registered, RegistryError};
 use super::{App, now_ms};
 use crate::{Endpoint, RecordError, SignedDelete, SignedRecord};
+pub use tincan_phonebook_client::{ErrorBody, ErrorDetail, Health, Info, PeerList, PeerView};
 
 /// The OpenAPI description, generated from the handlers below.
 #[derive(OpenApi)]
@@ -41,7 +42,7 @@ use crate::{Endpoint, RecordError, SignedDelete, SignedRecord};
         PeerList,
         Info,
         crate::RelayInfo,
-        crate::record::AddrText,
+        tincan_phonebook_client::AddrText,
         ErrorBody,
         ErrorDetail,
         Health
@@ -78,25 +79,6 @@ pub(crate) struct ApiError {
     message: String,
     retry_after: Option<u64>,
     current_seq: Option<u64>,
-}
-
-/// The body of every error.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong.
-    pub error: ErrorDetail,
-}
-
-/// One error.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable code (`specs/phonebook.md` §5).
-    pub code: String,
-    /// What went wrong, in words.
-    pub message: String,
-    /// For `stale-seq`: the current sequence number; send a higher one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub current_seq: Option<u64>,
 }
 
 impl ApiError {
@@ -413,15 +395,6 @@ pub(crate) struct ListQuery {
     limit: Option<usize>,
 }
 
-/// One page of the users online.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct PeerList {
-    /// Users online, in username order.
-    pub peers: Vec<PeerView>,
-    /// Pass as `after` for the next page; absent on the last page.
-    pub next: Option<String>,
-}
-
 /// Lists the users online now.
 #[utoipa::path(
     get,
@@ -472,34 +445,10 @@ async fn list(
     Ok(JsonBytes(Bytes::from(body)))
 }
 
-/// A short status.
-#[derive(Serialize, Deserialize, ToSchema)]
-pub struct Health {
-    /// `ok`, or what was done.
-    pub status: String,
-}
-
 /// Liveness.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Up", body = Health)))]
 async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
-}
-
-/// What this phonebook accepts, for clients to adapt to.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Info {
-    /// Server version.
-    pub version: String,
-    /// The longest a record may live, in seconds; refresh before.
-    pub presence_ttl_secs: u64,
-    /// Most addresses per record.
-    pub max_addrs: usize,
-    /// Largest request body, bytes.
-    pub max_body_bytes: usize,
-    /// Writes allowed per address per minute (0: no limit).
-    pub writes_per_minute: u32,
-    /// Whether `GET /peers/` lists who is online.
-    pub directory: bool,
 }
 
 /// Limits and settings.

@@ -8,37 +8,11 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use libp2p_identity::PeerId;
-use serde::Serialize;
 use tincan_wire::Username;
-use utoipa::ToSchema;
 
 use super::persist::{Pending, Persist, PersistError, Stored};
-use crate::{Endpoint, Record, SignedDelete, SignedRecord};
-
-/// What a lookup shows: the signed proof of the binding, presence, and a readable view of the
-/// addresses.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, ToSchema, PartialEq, Eq)]
-pub struct PeerView {
-    /// Whether the user's presence has not expired. (First, so that the server can keep one
-    /// serialized answer per user and only swap this field.)
-    pub online: bool,
-    /// The username.
-    pub username: String,
-    /// The PeerId bound to it. Clients trust it only through `record` or `deletion`.
-    pub peer_id: String,
-    /// The latest signed record, kept after presence expires; `null` after a deletion.
-    pub record: Option<SignedRecord>,
-    /// The signed deletion, when the user took the record down.
-    pub deletion: Option<SignedDelete>,
-    /// The record's addresses, as IP and port.
-    pub endpoints: Vec<Endpoint>,
-    /// The first address's IP (as the original phonebook showed).
-    pub ip: Option<String>,
-    /// The first address's port.
-    pub port: Option<u16>,
-    /// When the user last registered, ms since the epoch.
-    pub last_seen: u64,
-}
+use crate::{Endpoint, Record, SignedDelete};
+pub use tincan_phonebook_client::PeerView;
 
 /// Why a write was refused.
 #[derive(Debug, thiserror::Error)]

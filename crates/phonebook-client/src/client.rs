@@ -8,8 +8,7 @@ use multiaddr::Multiaddr;
 use tincan_identity::Identity;
 use tincan_wire::{UnixMillis, Username};
 
-use crate::server::{ErrorBody, Info, PeerList, PeerView};
-use crate::{Record, RecordError, SignedDelete, SignedRecord};
+use crate::{ErrorBody, Info, PeerList, PeerView, Record, RecordError, SignedDelete, SignedRecord};
 
 /// Why a phonebook call failed.
 #[derive(Debug, thiserror::Error)]

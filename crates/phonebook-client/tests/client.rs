@@ -9,7 +9,7 @@ use axum::Json;
 use axum::routing::get;
 use common::*;
 use serde_json::{Value, json};
-use tincan_phonebook::{
+use tincan_phonebook_client::{
     Client, ClientError, SignedDelete, SignedRecord, delete_payload, record_payload,
 };
 
