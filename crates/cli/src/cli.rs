@@ -216,6 +216,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run your node without a screen, serving the API on the profile's socket: the chat
+    /// screen, `send`, `log` and scripts then all use it (`specs/rpc.md`). SIGTERM, Ctrl-C or
+    /// `tincan daemon --stop` stop it cleanly.
+    Daemon {
+        /// Stop the daemon of this profile instead.
+        #[arg(long)]
+        stop: bool,
+    },
     /// Run a bot.
     Bot {
         #[command(subcommand)]

@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::json;
+use tincan_api::{self as api, Call, RpcError};
 use tincan_node::Event;
-use tincan_store::{Contact, ContactKind, Direction, Status, Store};
 use tincan_wire::Username;
 
+use crate::backend::{Backend, Need, Refused};
 use crate::cli::Global;
 use crate::config::Profile;
 use crate::format;
-use crate::profile::{self, Access, PasswordSource, Unlocked};
+use crate::profile::{self, PasswordSource, Unlocked};
 use crate::session::Session;
 
 /// Exit code of `send` when the message is queued but not delivered yet.
@@ -149,128 +150,50 @@ pub async fn send(
     timeout: u64,
 ) -> anyhow::Result<i32> {
     let to = username(user)?;
-    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
-    let session = Session::start(profile, unlocked).await?;
-    let mut events = session.node.subscribe();
+    let backend = Backend::open(profile, global, Need::Network).await?;
     // A text longer than one message goes as several, in order, none cut; all must arrive.
-    let mut waiting = std::collections::HashSet::new();
-    for piece in tincan_wire::split_text(text) {
-        match session.node.send(&to, piece).await {
-            Ok(sent) => {
-                waiting.insert(sent.id);
-            }
-            Err(e) => {
-                session.stop().await;
-                return Err(e.into());
-            }
-        }
-    }
-    if waiting.len() > 1 {
+    let call = Call::Send(api::SendParams {
+        to: to.as_str().to_owned(),
+        text: text.to_owned(),
+        wait: !no_wait,
+        timeout_ms: (timeout > 0).then(|| timeout.saturating_mul(1000)),
+    });
+    let sent: anyhow::Result<api::Sent> = backend.call(call).await;
+    backend.close().await;
+    let sent = sent?;
+    if sent.messages.len() > 1 {
         eprintln!(
             "The text is longer than one message holds: sent as {} messages, in order.",
-            waiting.len()
+            sent.messages.len()
         );
     }
     if no_wait {
         eprintln!("Queued; it will be delivered the next time tincan runs and {to} is reachable.");
-        session.stop().await;
         return Ok(0);
     }
-    let wait = async {
-        loop {
-            match events.recv().await {
-                Ok(Event::Status { id, status, .. }) if waiting.contains(&id) => match status {
-                    Status::Delivered { .. } => {
-                        waiting.remove(&id);
-                        if waiting.is_empty() {
-                            return Ok(0);
-                        }
-                    }
-                    Status::Failed { reason, .. } => {
-                        eprintln!("{to} refused the message: {}", format::clean_line(&reason));
-                        return Ok(EXIT_FAILED);
-                    }
-                    _ => {}
-                },
-                Ok(Event::KeyChanged { .. }) => {
-                    eprintln!(
-                        "{to}'s key has changed: nothing is sent until you compare the new safety number (`tincan verify {to}`), then `tincan trust {to}` or `tincan reject {to}`. The message stays queued."
-                    );
-                    return Ok(EXIT_QUEUED);
-                }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => return Err(anyhow::anyhow!("{e}")),
-            }
-        }
-    };
-    let code = if timeout == 0 {
-        wait.await?
-    } else {
-        match tokio::time::timeout(Duration::from_secs(timeout), wait).await {
-            Ok(code) => code?,
-            Err(_) => {
-                eprintln!(
-                    "Not delivered within {timeout} s; the message stays queued and goes when {to} is reachable and tincan runs."
-                );
-                EXIT_QUEUED
-            }
-        }
-    };
-    if code == 0 {
-        eprintln!("Delivered.");
+    if let Some(refusal) = &sent.refusal {
+        eprintln!("{to} refused the message: {}", format::clean_line(&refusal.reason));
+        return Ok(EXIT_FAILED);
     }
-    session.stop().await;
-    Ok(code)
+    if sent.key_changed {
+        eprintln!(
+            "{to}'s key has changed: nothing is sent until you compare the new safety number (`tincan verify {to}`), then `tincan trust {to}` or `tincan reject {to}`. The message stays queued."
+        );
+        return Ok(EXIT_QUEUED);
+    }
+    if sent.delivered == Some(true) {
+        eprintln!("Delivered.");
+        Ok(0)
+    } else {
+        eprintln!(
+            "Not delivered within {timeout} s; the message stays queued and goes when {to} is reachable and tincan runs."
+        );
+        Ok(EXIT_QUEUED)
+    }
 }
 
-/// Finds a contact by name, a message request by the name it claims, or either by its key:
-/// a whole PeerId, or the end of one as [`format::key_id`] shows it (`…Ab12Cd34`).
-pub async fn find(store: &Store, who: &str) -> anyhow::Result<Contact> {
-    let key = who.strip_prefix('…').unwrap_or(who);
-    if key.len() >= format::KEY_ID_LEN && key.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        let matching: Vec<Contact> = store
-            .contacts()
-            .await?
-            .into_iter()
-            .filter(|c| {
-                libp2p_identity::PeerId::from_bytes(c.peer_id.as_bytes())
-                    .is_ok_and(|p| p.to_base58().ends_with(key))
-            })
-            .collect();
-        match matching.len() {
-            0 => {}
-            1 => return Ok(matching.into_iter().next().expect("one contact")),
-            n => bail!("{n} contacts have keys ending in {key}: give more of the key"),
-        }
-        if Username::new(who).is_err() {
-            bail!("no contact or request has a key ending in {key}");
-        }
-    }
-    let name = username(who)?;
-    if let Some(contact) = store.contact_by_username(&name).await? {
-        return Ok(contact);
-    }
-    let requests: Vec<Contact> = store
-        .contacts()
-        .await?
-        .into_iter()
-        .filter(|c| c.kind == ContactKind::Request && c.username == name)
-        .collect();
-    match requests.len() {
-        0 => bail!("{name} is not a contact"),
-        1 => Ok(requests.into_iter().next().expect("one request")),
-        n => {
-            let list: Vec<String> = requests
-                .iter()
-                .map(|c| format!("{} ({})", format::key_id(c), c.claim.describe()))
-                .collect();
-            bail!(
-                "{n} message requests claim the name {name}: {}. Name one by its key, e.g. `tincan accept {}`",
-                list.join("; "),
-                format::key_id(&requests[0])
-            )
-        }
-    }
+fn who(user: &str) -> api::Who {
+    api::Who { who: user.to_owned() }
 }
 
 /// `log`: the latest messages, or those holding `grep`, with full dates.
@@ -282,114 +205,84 @@ pub async fn log(
     grep: Option<&str>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let unlocked =
-        profile::unlock_for(profile, PasswordSource::from(global)?, Access::Read).await?;
-    let store = unlocked.store.clone();
-    let contact = find(&store, user).await?;
-    let entries = match grep {
-        Some(text) => store.search(contact.conversation, text, limit).await?,
-        None => store.history(contact.conversation, None, limit).await?,
-    };
+    let backend = Backend::open(profile, global, Need::Read).await?;
+    let status: anyhow::Result<api::Status> = backend.call(Call::Status(api::Empty {})).await;
+    let call = Call::Log(api::LogParams {
+        who: user.to_owned(),
+        before: None,
+        limit: Some(
+            u32::try_from(limit).unwrap_or(u32::MAX).clamp(1, tincan_daemon::service::MAX_LOG_PAGE),
+        ),
+        grep: grep.map(str::to_owned),
+    });
+    let log: anyhow::Result<api::Log> = backend.call(call).await;
+    backend.close().await;
+    let (me, log) = (status?.username, log?);
     if json {
-        let messages: Vec<serde_json::Value> = entries.iter().map(dated_json).collect();
-        say(serde_json::to_string_pretty(&json!({ "contact": contact, "messages": messages }))?);
-    } else {
-        say(format!("== {} ({})", contact.username, format::state(&contact)));
-        for entry in &entries {
-            say(format::dated_line(unlocked.username.as_str(), contact.username.as_str(), entry));
-        }
-        if entries.is_empty() {
-            say(if grep.is_some() { "(no message holds it)" } else { "(no messages)" });
-        }
+        say(serde_json::to_string_pretty(&log)?);
+        return Ok(());
     }
-    store.close().await;
+    let contact = &log.contact;
+    say(format!(
+        "== {} ({})",
+        format::clean_line(&contact.username),
+        format::contact_state(contact)
+    ));
+    for entry in &log.messages {
+        say(format::dated_line(&me, &contact.username, entry));
+    }
+    if log.messages.is_empty() {
+        say(if grep.is_some() { "(no message holds it)" } else { "(no messages)" });
+    }
     Ok(())
 }
 
-/// A log entry as JSON, with its times also as RFC 3339 dates: `time`, when it arrived here
-/// (or was written, for ours), and `claimed_time`, the sender's own claim.
-fn dated_json(entry: &tincan_store::LogEntry) -> serde_json::Value {
-    let rfc3339 = |at: tincan_wire::UnixMillis| {
-        chrono::DateTime::from_timestamp_millis(i64::try_from(at.0).unwrap_or(i64::MAX))
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-    };
-    let mut value = serde_json::to_value(entry).unwrap_or_default();
-    value["time"] = json!(rfc3339(format::placed_at(entry)));
-    value["claimed_time"] = json!(rfc3339(entry.sent_at));
-    value
-}
-
-/// `inbox`: unread messages and requests.
+/// `inbox`: unread messages and requests, marked read unless `peek`.
 pub async fn inbox(
     profile: &Profile,
     global: &Global,
     json: bool,
     peek: bool,
 ) -> anyhow::Result<()> {
-    let unlocked = profile::unlock_for(
-        profile,
-        PasswordSource::from(global)?,
-        if peek { Access::Read } else { Access::Write },
-    )
-    .await?;
-    let store = unlocked.store.clone();
-    let mut out = Vec::new();
-    for contact in store.contacts().await? {
-        if contact.unread == 0 {
-            continue;
-        }
-        let limit = usize::try_from(contact.unread).unwrap_or(usize::MAX).min(1000);
-        let entries: Vec<_> = store
-            .history(contact.conversation, None, limit * 2)
-            .await?
-            .into_iter()
-            .filter(|e| e.direction == Direction::Incoming)
-            .rev()
-            .take(limit)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        if !peek {
-            store.mark_read(contact.conversation).await?;
-        }
-        out.push((contact, entries));
-    }
+    let backend =
+        Backend::open(profile, global, if peek { Need::Read } else { Need::Write }).await?;
+    let status: anyhow::Result<api::Status> = backend.call(Call::Status(api::Empty {})).await;
+    let unread: anyhow::Result<Vec<api::Unread>> =
+        backend.call(Call::Inbox(api::InboxParams { peek })).await;
+    backend.close().await;
+    let (me, unread) = (status?.username, unread?);
     if json {
-        let value: Vec<_> = out
-            .iter()
-            .map(|(c, e)| json!({"username": c.username, "request": c.kind == ContactKind::Request, "claim": c.claim, "unread": c.unread, "messages": e}))
-            .collect();
-        say(serde_json::to_string_pretty(&value)?);
-    } else if out.is_empty() {
+        say(serde_json::to_string_pretty(&unread)?);
+    } else if unread.is_empty() {
         say("No new messages.");
     } else {
-        for (contact, entries) in &out {
-            let request = if contact.kind == ContactKind::Request {
+        for u in &unread {
+            let contact = &u.contact;
+            let request = if contact.kind == "request" {
                 format!(
                     " — message request from key {}, {}: `tincan accept` or `tincan block`",
-                    format::key_id(contact),
-                    contact.claim.describe()
+                    contact.key_id,
+                    format::claim_words(&contact.claim)
                 )
             } else {
                 String::new()
             };
             say(format!("== {} ({} new){request}", contact.username, contact.unread));
-            for entry in entries {
-                say(format::line(unlocked.username.as_str(), contact.username.as_str(), entry));
+            for entry in &u.messages {
+                say(format::line(&me, &contact.username, entry));
             }
         }
     }
-    store.close().await;
     Ok(())
 }
 
 /// `contacts`.
 pub async fn contacts(profile: &Profile, global: &Global, json: bool) -> anyhow::Result<()> {
-    let unlocked =
-        profile::unlock_for(profile, PasswordSource::from(global)?, Access::Read).await?;
-    let store = unlocked.store.clone();
-    let contacts = store.contacts().await?;
+    let backend = Backend::open(profile, global, Need::Read).await?;
+    let contacts: anyhow::Result<Vec<api::Contact>> =
+        backend.call(Call::Contacts(api::Empty {})).await;
+    backend.close().await;
+    let contacts = contacts?;
     if json {
         say(serde_json::to_string_pretty(&contacts)?);
     } else if contacts.is_empty() {
@@ -400,59 +293,47 @@ pub async fn contacts(profile: &Profile, global: &Global, json: bool) -> anyhow:
         for c in &contacts {
             let unread =
                 if c.unread > 0 { format!(", {} unread", c.unread) } else { String::new() };
+            let online = if c.online { ", online" } else { "" };
             say(format!(
-                "{:<32} {:<10} {}{unread}",
-                c.username.as_str(),
-                format::key_id(c),
-                format::state(c)
+                "{:<32} {:<10} {}{online}{unread}",
+                c.username,
+                c.key_id,
+                format::contact_state(c)
             ));
         }
     }
-    store.close().await;
     Ok(())
 }
 
 /// Prints a safety number in two rows of six groups.
-fn show_number(
-    label: &str,
-    peer: &libp2p_identity::PeerId,
-    number: &tincan_identity::SafetyNumber,
-) {
-    let number = number.to_string();
-    let groups: Vec<&str> = number.split(' ').collect();
-    say(format!("{label} ({peer}):"));
-    say(format!("    {}", groups[..6].join(" ")));
-    say(format!("    {}", groups[6..].join(" ")));
+fn show_number(label: &str, key: &api::Key) {
+    let groups: Vec<&str> = key.safety_number.split(' ').collect();
+    say(format!("{label} ({}):", key.peer_id));
+    say(format!("    {}", groups[..6.min(groups.len())].join(" ")));
+    say(format!("    {}", groups[6.min(groups.len())..].join(" ")));
 }
 
-/// Shows the numbers to compare with `contact`: during a key change the NEW key's first, as
-/// the one to compare, and the pinned key's for reference.
-fn show_numbers(
-    unlocked: &Unlocked,
-    contact: &Contact,
-) -> anyhow::Result<tincan_node::SafetyNumbers> {
-    let numbers = tincan_node::safety_numbers(&unlocked.identity.public_key(), contact)?;
+/// Shows the numbers to compare: during a key change the NEW key's first, as the one to
+/// compare, and the pinned key's for reference.
+fn show_numbers(numbers: &api::SafetyNumbers) {
     match &numbers.pending {
-        Some((new, number)) => {
+        Some(new) => {
             say(format!(
                 "{}'s KEY CHANGED: a phonebook shows a new key. Compare the NEW number with the one on their screen, in person or on a call you trust:",
-                contact.username
+                numbers.username
             ));
-            show_number("NEW key", new, number);
+            show_number("NEW key", new);
             say("");
-            let (old, number) = &numbers.pinned;
-            show_number("old key, pinned until you decide (for reference only)", old, number);
+            show_number("old key, pinned until you decide (for reference only)", &numbers.pinned);
         }
         None => {
             say(format!(
                 "Safety number with {} — compare it with theirs, in person or on a call you trust:",
-                contact.username
+                numbers.username
             ));
-            let (pinned, number) = &numbers.pinned;
-            show_number("pinned key", pinned, number);
+            show_number("pinned key", &numbers.pinned);
         }
     }
-    Ok(numbers)
 }
 
 /// `verify`: the safety number, and optionally mark verified.
@@ -462,34 +343,35 @@ pub async fn verify(
     user: &str,
     mark: bool,
 ) -> anyhow::Result<()> {
-    let unlocked = profile::unlock_for(
-        profile,
-        PasswordSource::from(global)?,
-        if mark { Access::Write } else { Access::Read },
-    )
-    .await?;
-    let store = unlocked.store.clone();
-    let contact = find(&store, user).await?;
-    let numbers = show_numbers(&unlocked, &contact)?;
+    let backend =
+        Backend::open(profile, global, if mark { Need::Write } else { Need::Read }).await?;
+    let result = verify_with(&backend, user, mark).await;
+    backend.close().await;
+    result
+}
+
+async fn verify_with(backend: &Backend, user: &str, mark: bool) -> anyhow::Result<()> {
+    let numbers: api::SafetyNumbers = backend.call(Call::Verify(who(user))).await?;
+    show_numbers(&numbers);
+    let name = &numbers.username;
     if numbers.pending.is_some() {
         say(format!(
-            "If the NEW number matches theirs: `tincan trust {0}`. If it does not, or you cannot check: `tincan reject {0}` keeps the old key.",
-            contact.username
+            "If the NEW number matches theirs: `tincan trust {name}`. If it does not, or you cannot check: `tincan reject {name}` keeps the old key."
         ));
     }
     if mark {
-        if contact.pending_peer_id.is_some() {
+        if numbers.pending.is_some() {
             bail!(
-                "the key changed: trust the new key first (`tincan trust {}`), then verify it",
-                contact.username
+                "the key changed: trust the new key first (`tincan trust {name}`), then verify it"
             );
         }
-        store.set_verified(contact.conversation, true).await?;
-        say(format!("{} is marked verified.", contact.username));
-    } else if contact.verified {
-        say(format!("{} is verified.", contact.username));
+        let call =
+            Call::MarkVerified(api::MarkVerifiedParams { who: user.to_owned(), verified: true });
+        let _: api::Contact = backend.call(call).await?;
+        say(format!("{name} is marked verified."));
+    } else if numbers.verified {
+        say(format!("{name} is verified."));
     }
-    store.close().await;
     Ok(())
 }
 
@@ -499,24 +381,34 @@ fn digits(number: &str) -> String {
 }
 
 /// `trust`: accept a changed key, only after its NEW safety number was shown, and confirmed
-/// (at the terminal, or by giving the number: `--safety-number`).
+/// (at the terminal, or by giving the number: `--safety-number`). What is trusted is the key
+/// whose number was shown: if the phonebook showed yet another one meanwhile, nothing is.
 pub async fn trust(
     profile: &Profile,
     global: &Global,
     user: &str,
     confirmed_number: Option<&str>,
 ) -> anyhow::Result<()> {
-    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
-    let store = unlocked.store.clone();
-    let contact = find(&store, user).await?;
-    if contact.pending_peer_id.is_none() {
-        bail!("{}'s key has not changed; nothing to trust", contact.username);
-    }
-    let numbers = show_numbers(&unlocked, &contact)?;
-    let (new, number) = numbers.pending.expect("a pending key");
+    let backend = Backend::open(profile, global, Need::Write).await?;
+    let result = trust_with(&backend, user, confirmed_number).await;
+    backend.close().await;
+    result
+}
+
+async fn trust_with(
+    backend: &Backend,
+    user: &str,
+    confirmed_number: Option<&str>,
+) -> anyhow::Result<()> {
+    let numbers: api::SafetyNumbers = backend.call(Call::Verify(who(user))).await?;
+    let name = numbers.username.clone();
+    let Some(new) = numbers.pending.clone() else {
+        bail!("{name}'s key has not changed; nothing to trust");
+    };
+    show_numbers(&numbers);
     let matches = match confirmed_number {
         Some(given) => {
-            if digits(given) != digits(&number.to_string()) {
+            if digits(given) != digits(&new.safety_number) {
                 bail!(
                     "the number you gave is not the NEW key's safety number: nothing was trusted"
                 );
@@ -524,10 +416,7 @@ pub async fn trust(
             true
         }
         None if std::io::stdin().is_terminal() => {
-            eprint!(
-                "Does the NEW number match the one on {}'s screen? Type yes to trust it: ",
-                contact.username
-            );
+            eprint!("Does the NEW number match the one on {name}'s screen? Type yes to trust it: ");
             std::io::stderr().flush()?;
             let mut answer = String::new();
             std::io::stdin().read_line(&mut answer)?;
@@ -538,43 +427,35 @@ pub async fn trust(
         ),
     };
     if !matches {
-        say(format!("Nothing changed. `tincan reject {}` keeps the old key.", contact.username));
-        store.close().await;
+        say(format!("Nothing changed. `tincan reject {name}` keeps the old key."));
         return Ok(());
     }
-    let now =
-        tincan_wire::UnixMillis(chrono::Utc::now().timestamp_millis().try_into().unwrap_or(0));
-    store.trust_pending(contact.conversation, peer_bytes(&new), now).await?;
-    say(format!(
-        "Trusted {}'s new key. Queued messages go out the next time tincan runs.",
-        contact.username
-    ));
-    store.close().await;
+    let call = Call::Trust(api::TrustParams { who: user.to_owned(), key: new.peer_id });
+    let _: api::Contact = backend.call(call).await?;
+    if backend.is_remote() {
+        say(format!("Trusted {name}'s new key. Queued messages go out now."));
+    } else {
+        say(format!("Trusted {name}'s new key. Queued messages go out the next time tincan runs."));
+    }
     Ok(())
 }
 
 /// `reject`: keep the pinned key; the new one is refused from now on.
 pub async fn reject(profile: &Profile, global: &Global, user: &str) -> anyhow::Result<()> {
-    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
-    let store = unlocked.store.clone();
-    let contact = find(&store, user).await?;
-    if contact.pending_peer_id.is_none() {
-        bail!("{}'s key has not changed; nothing to reject", contact.username);
-    }
-    let now =
-        tincan_wire::UnixMillis(chrono::Utc::now().timestamp_millis().try_into().unwrap_or(0));
-    store.reject_pending(contact.conversation, now).await?;
+    let backend = Backend::open(profile, global, Need::Write).await?;
+    let contact: anyhow::Result<api::Contact> = backend.call(Call::Reject(who(user))).await;
+    backend.close().await;
+    let contact = contact.map_err(|e| match Refused::code(&e) {
+        Some(RpcError::NO_KEY_CHANGE) => {
+            anyhow::anyhow!("{user}'s key has not changed; nothing to reject")
+        }
+        _ => e,
+    })?;
     say(format!(
         "Kept {0}'s old key and rejected the new one. Messages to {0} still wait for the old key: they go when it is reachable again.",
         contact.username
     ));
-    store.close().await;
     Ok(())
-}
-
-/// The binary form of a PeerId, as the store keeps it.
-fn peer_bytes(peer: &libp2p_identity::PeerId) -> tincan_wire::PeerIdBytes {
-    tincan_wire::PeerIdBytes::new(&peer.to_bytes()).expect("a PeerId is 3 to 64 bytes")
 }
 
 /// `accept`: a message request becomes a contact. A request whose claimed name a phonebook
@@ -585,25 +466,20 @@ pub async fn accept(
     user: &str,
     anyway: bool,
 ) -> anyhow::Result<()> {
-    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
-    let store = unlocked.store.clone();
-    let contact = find(&store, user).await?;
-    if contact.kind != ContactKind::Request {
-        bail!("{} is already a contact", contact.username);
-    }
-    if format::impostor(&contact) && !anyway {
-        bail!(
-            "the phonebook gives the name {0} to someone else: this request (key {1}) is not from that {0}. Block it (`tincan block {1}`), or accept it anyway with --anyway",
-            contact.username,
-            format::key_id(&contact)
-        );
-    }
-    store.accept_request(contact.conversation).await?;
+    let backend = Backend::open(profile, global, Need::Write).await?;
+    let call = Call::Accept(api::AcceptParams { who: user.to_owned(), anyway });
+    let contact: anyhow::Result<api::Contact> = backend.call(call).await;
+    backend.close().await;
+    let contact = contact.map_err(|e| match Refused::code(&e) {
+        Some(RpcError::IMPOSTOR) => anyhow::anyhow!(
+            "{e}. Block it (`tincan block {user}`), or accept it anyway with --anyway"
+        ),
+        _ => e,
+    })?;
     say(format!("{} is now a contact.", contact.username));
-    if format::impostor(&contact) {
+    if contact.claim == "other-key" {
         say(format!("WARNING: the phonebook gives the name {} to someone else.", contact.username));
     }
-    store.close().await;
     Ok(())
 }
 
@@ -614,12 +490,12 @@ pub async fn block(
     user: &str,
     undo: bool,
 ) -> anyhow::Result<()> {
-    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
-    let store = unlocked.store.clone();
-    let contact = find(&store, user).await?;
-    store.set_blocked(contact.conversation, !undo).await?;
+    let backend = Backend::open(profile, global, Need::Write).await?;
+    let call = Call::Block(api::BlockParams { who: user.to_owned(), blocked: !undo });
+    let contact: anyhow::Result<api::Contact> = backend.call(call).await;
+    backend.close().await;
+    let contact = contact?;
     say(format!("{} is {}.", contact.username, if undo { "unblocked" } else { "blocked" }));
-    store.close().await;
     Ok(())
 }
 
@@ -631,35 +507,45 @@ pub async fn delete(
     user: &str,
     yes: bool,
 ) -> anyhow::Result<()> {
-    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
-    let store = unlocked.store.clone();
-    let contact = find(&store, user).await?;
+    let backend = Backend::open(profile, global, Need::Write).await?;
+    let result = delete_with(&backend, user, yes).await;
+    backend.close().await;
+    result
+}
+
+async fn delete_with(backend: &Backend, user: &str, yes: bool) -> anyhow::Result<()> {
+    let log: api::Log = backend
+        .call(Call::Log(api::LogParams {
+            who: user.to_owned(),
+            before: None,
+            limit: Some(1),
+            grep: None,
+        }))
+        .await?;
+    let contact = log.contact;
     if !yes {
         if !std::io::stdin().is_terminal() {
             bail!("deleting needs confirmation: run it at a terminal, or pass --yes");
         }
         eprint!(
             "Delete the conversation with {} ({} messages)? This cannot be undone. Type yes: ",
-            contact.username, contact.log_len
+            contact.username, contact.messages
         );
         std::io::stderr().flush()?;
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if !answer.trim().eq_ignore_ascii_case("yes") {
             say("Nothing deleted.");
-            store.close().await;
             return Ok(());
         }
     }
-    match store.delete_conversation(contact.conversation).await? {
-        tincan_store::Deleted::All => {
-            say(format!("Deleted the conversation with {}.", contact.username))
-        }
-        tincan_store::Deleted::KeptBlocked => {
-            say(format!("Deleted the messages of {}; the contact stays blocked.", contact.username))
-        }
+    // By its whole key: the one just shown, even if a name changes hands meanwhile.
+    let deleted: api::Deleted = backend.call(Call::Delete(who(&contact.peer_id))).await?;
+    if deleted.kept_blocked {
+        say(format!("Deleted the messages of {}; the contact stays blocked.", contact.username));
+    } else {
+        say(format!("Deleted the conversation with {}.", contact.username));
     }
-    store.close().await;
     Ok(())
 }
 
@@ -729,17 +615,11 @@ pub async fn export(
     user: Option<&str>,
     output: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    let unlocked =
-        profile::unlock_for(profile, PasswordSource::from(global)?, Access::Read).await?;
-    let store = unlocked.store.clone();
-    let conv = match user {
-        Some(user) => Some(find(&store, user).await?.conversation),
-        None => None,
-    };
-    let mut value = store.export(conv).await?;
-    value["username"] = json!(unlocked.username);
-    value["peer_id"] = json!(unlocked.identity.peer_id().to_base58());
-    let text = serde_json::to_string_pretty(&value)?;
+    let backend = Backend::open(profile, global, Need::Read).await?;
+    let call = Call::Export(api::ExportParams { who: user.map(str::to_owned) });
+    let value: anyhow::Result<serde_json::Value> = backend.call(call).await;
+    backend.close().await;
+    let text = serde_json::to_string_pretty(&value?)?;
     match output {
         Some(path) => {
             let mut options = std::fs::OpenOptions::new();
@@ -754,13 +634,13 @@ pub async fn export(
         }
         None => say(text),
     }
-    store.close().await;
     Ok(())
 }
 
 /// `bot echo`: answers every message, accepting requests, until interrupted. Like the chat
 /// screen, it creates the identity on its first run.
 pub async fn echo_bot(profile: &Profile, global: &Global) -> anyhow::Result<()> {
+    crate::backend::refuse_second_owner(profile, "the echo bot").await?;
     let unlocked = if profile.exists() {
         profile::unlock(profile, PasswordSource::from(global)?).await?
     } else {
@@ -803,6 +683,8 @@ pub async fn doctor(
     wait: u64,
     json: bool,
 ) -> anyhow::Result<i32> {
+    crate::backend::refuse_second_owner(profile, "doctor (it probes with a node of its own)")
+        .await?;
     let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
     let me = unlocked.username.clone();
     // Probe at once and often: this is all the command is for.
@@ -1029,6 +911,53 @@ pub fn diagnose(
         }
     };
     Diagnosis { reachable, advice }
+}
+
+/// `daemon`: owns the profile without a screen until SIGTERM, Ctrl-C or `daemon --stop`.
+pub async fn daemon(profile: &Profile, global: &Global) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("installing a signal handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing a signal handler")?;
+    crate::backend::refuse_second_owner(profile, "a second daemon").await?;
+    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+    let me = unlocked.username.clone();
+    let session = Session::start(profile, unlocked).await?;
+    session.service.allow_stop();
+    let mut stop = session.service.stop_requested();
+    eprintln!(
+        "tincan daemon: {me} ({}) is online; the API is on {}. `tincan daemon --stop` stops it.",
+        session.node.peer_id(),
+        profile.socket.display()
+    );
+    let why = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "interrupted",
+        _ = stop.wait_for(|s| *s) => "asked to stop",
+    };
+    tracing::info!(why, "the daemon stops");
+    session.stop().await;
+    eprintln!("tincan daemon: stopped ({why}).");
+    Ok(())
+}
+
+/// `daemon --stop`: asks the profile's owner to stop, and waits until it has. Exit code 1 if
+/// none runs.
+pub async fn stop_daemon(profile: &Profile) -> anyhow::Result<i32> {
+    let Some(client) = crate::backend::owner(profile).await else {
+        eprintln!("No tincan runs profile {:?}.", profile.name);
+        return Ok(1);
+    };
+    let _: api::Empty = client.call_as(Call::Stop(api::Empty {})).await?;
+    drop(client);
+    // Stopped once the socket is gone: the record is taken down and the store closed by then.
+    for _ in 0..150 {
+        if !profile.socket.exists() {
+            eprintln!("Stopped.");
+            return Ok(0);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("the daemon did not stop within 30 s")
 }
 
 #[cfg(test)]

@@ -68,6 +68,8 @@ pub struct Profile {
     pub bell: bool,
     /// Desktop notifications through `notify-send`.
     pub notify: bool,
+    /// Where the profile's owner serves the API (`specs/rpc.md` §1).
+    pub socket: PathBuf,
 }
 
 impl Profile {
@@ -122,16 +124,18 @@ impl Profile {
         };
         let bell = over.bell.or(file.defaults.bell).unwrap_or(true);
         let notify = over.notify.or(file.defaults.notify).unwrap_or(false);
-        Ok(Profile {
-            dir: data_dir.join(&name),
-            name,
-            data_dir,
-            phonebook,
-            listen,
-            nat,
-            bell,
-            notify,
-        })
+        let dir = data_dir.join(&name);
+        // The runtime directory for the default data directory; beside the profile otherwise,
+        // so that two data directories never share a socket name.
+        let runtime =
+            std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_absolute());
+        let socket = match runtime {
+            Some(run) if global.data_dir.is_none() => {
+                run.join("tincan").join(format!("{name}.sock"))
+            }
+            _ => dir.join("daemon.sock"),
+        };
+        Ok(Profile { socket, dir, name, data_dir, phonebook, listen, nat, bell, notify })
     }
 
     /// The identity key file.

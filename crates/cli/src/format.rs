@@ -43,13 +43,94 @@ pub fn placed_at(entry: &LogEntry) -> UnixMillis {
     }
 }
 
+/// What line output needs of a message: the store's entries and the API's both have it.
+pub trait Shown {
+    /// Ours.
+    fn outgoing(&self) -> bool;
+    /// When it is placed: [`placed_at`].
+    fn placed(&self) -> UnixMillis;
+    /// When the sender says it wrote it.
+    fn claimed(&self) -> UnixMillis;
+    /// The text, not yet cleaned.
+    fn text(&self) -> &str;
+    /// Messages of the sender missing just before it.
+    fn missing(&self) -> u64;
+    /// It arrived after later ones.
+    fn arrived_late(&self) -> bool;
+    /// Its delivery mark: [`mark`].
+    fn delivery_mark(&self) -> &'static str;
+    /// Why it was refused, if it was.
+    fn refused(&self) -> Option<(u64, &str)>;
+}
+
+impl Shown for LogEntry {
+    fn outgoing(&self) -> bool {
+        self.direction == Direction::Outgoing
+    }
+    fn placed(&self) -> UnixMillis {
+        placed_at(self)
+    }
+    fn claimed(&self) -> UnixMillis {
+        self.sent_at
+    }
+    fn text(&self) -> &str {
+        self.text.as_str()
+    }
+    fn missing(&self) -> u64 {
+        self.missing_before
+    }
+    fn arrived_late(&self) -> bool {
+        self.late
+    }
+    fn delivery_mark(&self) -> &'static str {
+        mark(&self.status)
+    }
+    fn refused(&self) -> Option<(u64, &str)> {
+        match &self.status {
+            Status::Failed { code, reason } => Some((*code, reason)),
+            _ => None,
+        }
+    }
+}
+
+impl Shown for tincan_api::Entry {
+    fn outgoing(&self) -> bool {
+        self.direction == "outgoing"
+    }
+    fn placed(&self) -> UnixMillis {
+        UnixMillis(self.time)
+    }
+    fn claimed(&self) -> UnixMillis {
+        UnixMillis(self.claimed_time)
+    }
+    fn text(&self) -> &str {
+        &self.text
+    }
+    fn missing(&self) -> u64 {
+        self.missing_before
+    }
+    fn arrived_late(&self) -> bool {
+        self.late
+    }
+    fn delivery_mark(&self) -> &'static str {
+        match self.status.as_str() {
+            "queued" => "…",
+            "sent" => "✓",
+            "delivered" => "✓✓",
+            "failed" => "✗",
+            _ => "",
+        }
+    }
+    fn refused(&self) -> Option<(u64, &str)> {
+        self.refusal.as_ref().map(|r| (r.code, r.reason.as_str()))
+    }
+}
+
 /// The sender's own claim of when it wrote an incoming message, in words, when it is far from
 /// when it arrived: a clock may be wrong, or lie. Empty otherwise.
-pub fn claimed_time(entry: &LogEntry, show: impl Fn(UnixMillis) -> String) -> String {
-    if entry.direction == Direction::Incoming
-        && entry.sent_at.0.abs_diff(entry.stored_at.0) > CLOCK_GAP_MS
-    {
-        format!(" (sent {} by their clock)", show(entry.sent_at))
+pub fn claimed_time(entry: &impl Shown, show: impl Fn(UnixMillis) -> String) -> String {
+    if !entry.outgoing() && entry.claimed().0.abs_diff(entry.placed().0) > CLOCK_GAP_MS {
+        format!(" (sent {} by their clock)", show(entry.claimed()))
     } else {
         String::new()
     }
@@ -98,7 +179,7 @@ pub fn continued(text: &str) -> String {
 
 /// One message with its full date, `[2026-11-25 14:05] bob: text`, as `log` and searches
 /// print it.
-pub fn dated_line(me: &str, contact: &str, entry: &LogEntry) -> String {
+pub fn dated_line(me: &str, contact: &str, entry: &impl Shown) -> String {
     line_with(me, contact, entry, full_time)
 }
 
@@ -111,34 +192,36 @@ pub fn full_time(at: UnixMillis) -> String {
 }
 
 /// One message, as line output prints it: `[14:05] bob: text`, continuation lines prefixed.
-pub fn line(me: &str, contact: &str, entry: &LogEntry) -> String {
+pub fn line(me: &str, contact: &str, entry: &impl Shown) -> String {
     line_with(me, contact, entry, time)
 }
 
-fn line_with(me: &str, contact: &str, entry: &LogEntry, time: fn(UnixMillis) -> String) -> String {
-    let who = match entry.direction {
-        Direction::Outgoing => me,
-        Direction::Incoming => contact,
-    };
+fn line_with(
+    me: &str,
+    contact: &str,
+    entry: &impl Shown,
+    time: fn(UnixMillis) -> String,
+) -> String {
+    let who = if entry.outgoing() { me } else { contact };
     let mut out = String::new();
-    if entry.missing_before > 0 {
-        out.push_str(&format!("  ({} earlier message(s) never arrived)\n", entry.missing_before));
+    if entry.missing() > 0 {
+        out.push_str(&format!("  ({} earlier message(s) never arrived)\n", entry.missing()));
     }
     out.push_str(&format!(
         "[{}] {}{}: {}",
-        time(placed_at(entry)),
+        time(entry.placed()),
         who,
         claimed_time(entry, time),
-        continued(entry.text.as_str())
+        continued(entry.text())
     ));
-    if entry.direction == Direction::Outgoing {
+    if entry.outgoing() {
         out.push_str("  ");
-        out.push_str(mark(&entry.status));
-        if let Status::Failed { code, reason } = &entry.status {
-            out.push_str(&format!(" ({})", refusal(*code, reason)));
+        out.push_str(entry.delivery_mark());
+        if let Some((code, reason)) = entry.refused() {
+            out.push_str(&format!(" ({})", refusal(code, reason)));
         }
     }
-    if entry.late {
+    if entry.arrived_late() {
         out.push_str("  (arrived late)");
     }
     out
@@ -153,13 +236,23 @@ pub fn refusal(code: u64, reason: &str) -> String {
     }
 }
 
-/// A contact's state in words: `verified`, `not verified`, `KEY CHANGED`, `request`, `blocked`.
-pub fn state(contact: &Contact) -> String {
-    let mut parts = Vec::new();
-    if contact.kind == ContactKind::Request {
-        parts.push(format!("message request ({})", contact.claim.describe()));
+/// What a phonebook said of a request's claimed name (the API's `claim`), in words.
+pub fn claim_words(claim: &str) -> &'static str {
+    match claim {
+        "confirmed" => Claim::Confirmed.describe(),
+        "other-key" => Claim::OtherKey.describe(),
+        "unregistered" => Claim::Unregistered.describe(),
+        _ => Claim::Unchecked.describe(),
     }
-    if contact.pending_peer_id.is_some() {
+}
+
+/// An API contact's state in words, as [`state`] says it.
+pub fn contact_state(contact: &tincan_api::Contact) -> String {
+    let mut parts = Vec::new();
+    if contact.kind == "request" {
+        parts.push(format!("message request ({})", claim_words(&contact.claim)));
+    }
+    if contact.pending_key.is_some() {
         parts.push("KEY CHANGED: `tincan verify`, then `tincan trust` or `tincan reject`".into());
     } else if contact.verified {
         parts.push("verified".into());

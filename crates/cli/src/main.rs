@@ -1,5 +1,6 @@
 //! `tincan`: peer-to-peer secure chat for the terminal. See `tincan --help`.
 
+mod backend;
 mod cli;
 mod commands;
 mod config;
@@ -101,6 +102,10 @@ fn run(args: Cli) -> anyhow::Result<i32> {
             Some(Command::Doctor { wait, json }) => {
                 commands::doctor(&profile, &global, wait, json).await
             }
+            Some(Command::Daemon { stop: false }) => {
+                commands::daemon(&profile, &global).await.map(|()| 0)
+            }
+            Some(Command::Daemon { stop: true }) => commands::stop_daemon(&profile).await,
             Some(Command::Bot { bot: Bot::Echo }) => {
                 commands::echo_bot(&profile, &global).await.map(|()| 0)
             }

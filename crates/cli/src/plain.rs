@@ -75,6 +75,7 @@ pub async fn run(profile: &Profile, global: &crate::cli::Global, user: &str) -> 
     // before the loop, still ends the chat.
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
+    crate::backend::refuse_second_owner(profile, "chat --plain").await?;
     let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
     let me = unlocked.username.to_string();
     let session = Session::start(profile, unlocked).await?;

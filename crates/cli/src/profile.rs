@@ -18,6 +18,18 @@ pub const EXIT_LOCKED: i32 = 3;
 #[error("{0}")]
 pub struct Locked(pub String);
 
+/// The profile's store is open in another process that does not serve the API (yet).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "profile {0:?} is in use by another tincan that does not answer on its socket; use that one, or close it"
+)]
+pub struct InUse(pub String);
+
+/// Whether `e` says the profile is in use by another process.
+pub fn in_use(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<InUse>().is_some()
+}
+
 /// An unlocked profile.
 pub struct Unlocked {
     /// The identity.
@@ -210,10 +222,7 @@ fn open_store(profile: &Profile, identity: &Identity, access: Access) -> anyhow:
         Access::Write => Store::open(&path, identity.store_root_key()),
     };
     opened.map_err(|e| match e {
-        OpenError::AlreadyOpen => anyhow::anyhow!(
-            "profile {:?} is in use by another tincan (a chat window?); use that one, or close it",
-            profile.name
-        ),
+        OpenError::AlreadyOpen => anyhow::Error::new(InUse(profile.name.clone())),
         other => {
             anyhow::Error::new(other).context(format!("opening {}", profile.store_file().display()))
         }

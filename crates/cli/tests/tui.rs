@@ -292,7 +292,7 @@ fn issue_10_a_changed_key_is_verified_by_its_new_number() {
     tmux.wait_for("EXITED:0");
     let out = world.run("alice", &["contacts", "--json"]);
     let contacts: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(contacts[0]["pending_peer_id"], serde_json::Value::Null, "{contacts}");
+    assert_eq!(contacts[0]["pending_key"], serde_json::Value::Null, "{contacts}");
     assert_eq!(contacts[0]["rejected_keys"].as_array().map(Vec::len), Some(1), "{contacts}");
     mallory.interrupt();
 }
@@ -516,4 +516,172 @@ fn issue_16_type_ahead_and_crash_leftovers() {
     assert!(!screen.contains("EXITED:137") && !screen.contains("stty sane"), "leftovers: {screen}");
     tmux.type_line("/quit");
     tmux.wait_for("EXITED:0");
+}
+
+/// `tincan` of `profile` with no password given: it can only work as a client of the owner.
+fn without_password(world: &World, profile: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tincan"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", world.home())
+        .env("TINCAN_DATA_DIR", world.data())
+        .args(["--profile", profile])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Issue 11: while the chat screen runs, every other `tincan` of the profile is its client:
+/// `send`, `verify`, `log`, `contacts` and `inbox` work beside it, and ask for no password.
+/// Quitting the screen while a client is still connected says so and waits for it.
+#[test]
+fn issue_11_commands_work_beside_the_chat_screen() {
+    let world = World::new();
+    world.init("alice", &[]);
+    world.init("bob", &[]);
+    let bob = world.spawn("bob", &["bot", "echo"], "Echo bot");
+    let tmux = Tmux::named(&world, "beside");
+    let exe = env!("CARGO_BIN_EXE_tincan");
+    let password = world.password_file();
+    tmux.type_line(&format!(
+        "{exe} --profile alice --password-file {}; echo EXITED:$?",
+        password.display()
+    ));
+    tmux.wait_for("Nobody chosen");
+    tmux.type_line("bob");
+    tmux.wait_for("Chatting with bob");
+    tmux.type_line("from the screen");
+    tmux.wait_for("echo: from the screen");
+
+    let out = without_password(&world, "alice", &["send", "bob", "from", "a", "script"]);
+    assert!(out.status.success(), "send beside the screen: {}", stderr(&out));
+    assert!(stderr(&out).contains("Delivered"), "{}", stderr(&out));
+    tmux.wait_for("echo: from a script");
+    let out = without_password(&world, "alice", &["verify", "bob"]);
+    assert!(out.status.success(), "verify beside the screen: {}", stderr(&out));
+    let number = safety_number(&world, "alice", "bob");
+    assert!(
+        stdout(&out).contains(&number[0]) && stdout(&out).contains(&number[1]),
+        "{}",
+        stdout(&out)
+    );
+    let out = without_password(&world, "alice", &["log", "bob"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = stdout(&out);
+    assert!(
+        log.contains("alice: from the screen") && log.contains("bob: echo: from a script"),
+        "{log}"
+    );
+    let out = without_password(&world, "alice", &["contacts"]);
+    assert!(stdout(&out).contains("bob") && stdout(&out).contains("online"), "{}", stdout(&out));
+    let out = without_password(&world, "alice", &["inbox", "--peek"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A second chat screen cannot attach yet, and says what works instead.
+    let out = without_password(&world, "alice", &["chat"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
+
+    // A client that stays connected: the screen, quitting, says so and serves it.
+    let socket = world.data().join("alice").join("daemon.sock");
+    let held = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    tmux.type_line("/quit");
+    let screen = tmux.wait_for("still use this profile");
+    println!("quitting with a client:\n{screen}");
+    assert!(!screen.contains("EXITED:0"), "it waits for the client: {screen}");
+    drop(held);
+    tmux.wait_for("EXITED:0");
+    assert!(!socket.exists(), "the socket goes with its owner");
+    // With no owner, reading opens the store here: the password is needed again.
+    let out = without_password(&world, "alice", &["log", "bob"]);
+    assert!(!out.status.success(), "no owner and no password: {}", stdout(&out));
+    let out = world.run("alice", &["log", "bob"]);
+    assert!(stdout(&out).contains("echo: from a script"), "{}", stderr(&out));
+    bob.interrupt();
+}
+
+/// Issue 11: `tincan daemon` owns the profile and serves every command; a daemon killed with
+/// SIGKILL leaves a stale socket that the next owner replaces; `daemon --stop` stops it
+/// cleanly (socket gone, store closed).
+#[test]
+fn issue_11_the_daemon_serves_commands_and_replaces_a_dead_one() {
+    let world = World::new();
+    world.init("alice", &[]);
+    world.init("bob", &[]);
+    let bob = world.spawn("bob", &["bot", "echo"], "Echo bot");
+    let mut daemon = world.spawn("alice", &["daemon"], "the API is on");
+    let socket = world.data().join("alice").join("daemon.sock");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+    let out = without_password(&world, "alice", &["send", "bob", "via the daemon"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = world.run("alice", &["daemon"]);
+    assert!(!out.status.success() && stderr(&out).contains("already running"), "{}", stderr(&out));
+
+    // Killed: the socket stays behind, dead.
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    assert!(socket.exists());
+    let out = world.run("alice", &["log", "bob"]);
+    assert!(out.status.success(), "the store opens here once nobody answers: {}", stderr(&out));
+    assert!(stdout(&out).contains("via the daemon"), "{}", stdout(&out));
+    let daemon = world.spawn("alice", &["daemon"], "the API is on");
+    let out = without_password(&world, "alice", &["log", "bob"]);
+    assert!(stdout(&out).contains("echo: via the daemon"), "{}", stderr(&out));
+
+    let out = world.run("alice", &["daemon", "--stop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("Stopped"), "{}", stderr(&out));
+    assert!(!socket.exists());
+    let mut daemon = daemon;
+    let status = daemon.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let out = world.run("alice", &["daemon", "--stop"]);
+    assert_eq!(out.status.code(), Some(1), "none runs now");
+    bob.interrupt();
+}
+
+/// Issue 11: `examples/bot.py`, a bot in another language (Python's standard library only),
+/// runs on the API of a `tincan daemon`: a stranger writes to it and gets an answer.
+#[test]
+fn issue_11_a_python_bot_answers_through_the_api() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("SKIPPED: python3 is not installed");
+        return;
+    }
+    let world = World::new();
+    world.init("alice", &[]);
+    world.init("shouty", &[]);
+    let daemon = world.spawn("shouty", &["daemon"], "the API is on");
+    let socket = world.data().join("shouty").join("daemon.sock");
+    let bot = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/bot.py");
+    let mut python = Command::new("python3")
+        .arg(bot)
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    BufReader::new(python.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+    assert_eq!(ready.trim(), "bot ready");
+    // alice stays online to receive the answer.
+    let alice = world.spawn("alice", &["daemon"], "the API is on");
+    let out = world.run("alice", &["send", "shouty", "hello", "bot"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = world.run("alice", &["log", "shouty"]);
+        if stdout(&out).contains("shouty: HELLO BOT") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no answer from the bot: {}", stdout(&out));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = world.run("shouty", &["daemon", "--stop"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = python.wait().unwrap();
+    assert!(status.success(), "the bot ends on `closing`: {status:?}");
+    drop(daemon);
+    alice.interrupt();
 }

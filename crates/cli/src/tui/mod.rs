@@ -32,6 +32,7 @@ use crate::session::Session;
 /// Runs the chat screen, creating the identity first if this is the first run.
 pub async fn run(profile: &Profile, global: &Global, open: Option<String>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    crate::backend::refuse_second_owner(profile, "the chat screen").await?;
     let unlocked = if profile.exists() {
         profile::unlock(profile, PasswordSource::from(global)?).await?
     } else {
@@ -60,6 +61,7 @@ pub async fn run(profile: &Profile, global: &Global, open: Option<String>) -> an
     );
     let result = event_loop(&mut terminal, &session, &mut app, profile.notify).await;
     leave();
+    crate::backend::serve_remaining(&session).await;
     session.stop().await;
     result
 }
