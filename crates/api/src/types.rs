@@ -20,6 +20,9 @@ pub enum Call {
     Send(SendParams),
     /// Contacts and message requests: a list of [`Contact`].
     Contacts(Empty),
+    /// The contact of a username, looked up at the phonebook and pinned if it is not one yet
+    /// (trust on first use): [`Contact`].
+    Resolve(Who),
     /// Each conversation with its last message: a list of [`Conversation`].
     Conversations(Empty),
     /// A page of a conversation, newest last: [`Log`].
@@ -67,6 +70,7 @@ impl Call {
             Call::Status(_) => "status",
             Call::Send(_) => "send",
             Call::Contacts(_) => "contacts",
+            Call::Resolve(_) => "resolve",
             Call::Conversations(_) => "conversations",
             Call::Log(_) => "log",
             Call::Inbox(_) => "inbox",
@@ -108,7 +112,7 @@ impl Call {
 }
 
 /// A contact, named by its username, by the end of its PeerId (`…Ab12Cd34`, as
-/// [`Contact::key_id`] shows it), or by its whole PeerId.
+/// [`Contact::key_id`] shows it), by its whole PeerId, or by its conversation's id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Who {

@@ -246,7 +246,8 @@ pub fn claim_words(claim: &str) -> &'static str {
     }
 }
 
-/// An API contact's state in words, as [`state`] says it.
+/// An API contact's state in words: `verified`, `not verified`, `KEY CHANGED`, `request`,
+/// `blocked`.
 pub fn contact_state(contact: &tincan_api::Contact) -> String {
     let mut parts = Vec::new();
     if contact.kind == "request" {

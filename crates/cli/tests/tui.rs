@@ -533,7 +533,8 @@ fn without_password(world: &World, profile: &str, args: &[&str]) -> std::process
 }
 
 /// Issue 11: while the chat screen runs, every other `tincan` of the profile is its client:
-/// `send`, `verify`, `log`, `contacts` and `inbox` work beside it, and ask for no password.
+/// `send`, `verify`, `log`, `contacts` and `inbox` work beside it, and ask for no password, and
+/// so does a second chat screen.
 /// Quitting the screen while a client is still connected says so and waits for it.
 #[test]
 fn issue_11_commands_work_beside_the_chat_screen() {
@@ -557,6 +558,8 @@ fn issue_11_commands_work_beside_the_chat_screen() {
     let out = without_password(&world, "alice", &["send", "bob", "from", "a", "script"]);
     assert!(out.status.success(), "send beside the screen: {}", stderr(&out));
     assert!(stderr(&out).contains("Delivered"), "{}", stderr(&out));
+    // The screen shows what the script sent, as well as the answer.
+    tmux.wait_for("alice: from a script");
     tmux.wait_for("echo: from a script");
     let out = without_password(&world, "alice", &["verify", "bob"]);
     assert!(out.status.success(), "verify beside the screen: {}", stderr(&out));
@@ -577,10 +580,19 @@ fn issue_11_commands_work_beside_the_chat_screen() {
     assert!(stdout(&out).contains("bob") && stdout(&out).contains("online"), "{}", stdout(&out));
     let out = without_password(&world, "alice", &["inbox", "--peek"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    // A second chat screen cannot attach yet, and says what works instead.
-    let out = without_password(&world, "alice", &["chat"]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("already running"), "{}", stderr(&out));
+    // A second chat screen of alice's is a client of the first: no password, same chat.
+    let second = Tmux::named(&world, "second");
+    second.type_line(&format!("{exe} --profile alice; echo EXITED:$?"));
+    second.wait_for("already runs this profile");
+    second.type_line("bob");
+    let screen = second.wait_for("Chatting with bob");
+    assert!(screen.contains("from the screen"), "the conversation so far: {screen}");
+    second.type_line("from the second screen");
+    second.wait_for("echo: from the second screen");
+    // The first screen shows it too: the owner's node sent it.
+    tmux.wait_for("echo: from the second screen");
+    second.type_line("/quit");
+    second.wait_for("EXITED:0");
 
     // A client that stays connected: the screen, quitting, says so and serves it.
     let socket = world.data().join("alice").join("daemon.sock");

@@ -45,6 +45,7 @@ pub struct Service {
     clients: AtomicU32,
     stop: watch::Sender<bool>,
     stoppable: std::sync::atomic::AtomicBool,
+    changes: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Service {
@@ -64,6 +65,7 @@ impl Service {
             clients: AtomicU32::new(0),
             stop: watch::channel(false).0,
             stoppable: false.into(),
+            changes: watch::channel(0).0,
         }
     }
 
@@ -85,6 +87,12 @@ impl Service {
     /// Becomes `true` once a client called `stop`.
     pub fn stop_requested(&self) -> watch::Receiver<bool> {
         self.stop.subscribe()
+    }
+
+    /// Counts the calls that changed the profile (a message queued, a contact trusted,
+    /// accepted, blocked, read…): a screen over the same profile watches it to redraw.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Lets clients stop the owner with `stop`: for a daemon, not for a screen that its user
@@ -115,6 +123,27 @@ impl Service {
     /// Runs one call. `subscribe` is the connection's business (the server's); here it only
     /// answers that notifications need the network.
     pub async fn handle(&self, call: Call) -> Result<Value, RpcError> {
+        let changes = match &call {
+            Call::Send(_)
+            | Call::MarkRead(_)
+            | Call::MarkVerified(_)
+            | Call::Trust(_)
+            | Call::Reject(_)
+            | Call::Accept(_)
+            | Call::Block(_)
+            | Call::Delete(_)
+            | Call::Retry(_) => true,
+            Call::Inbox(p) => !p.peek,
+            _ => false,
+        };
+        let result = self.run(call).await;
+        if changes && result.is_ok() {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        result
+    }
+
+    async fn run(&self, call: Call) -> Result<Value, RpcError> {
         match call {
             Call::Status(_) => json(self.status()),
             Call::Send(p) => json(self.send(p).await?),
@@ -124,6 +153,16 @@ impl Service {
                     out.push(self.contact(&c));
                 }
                 json(out)
+            }
+            Call::Resolve(p) => {
+                let name = Username::new(&p.who).map_err(|e| {
+                    RpcError::new(
+                        RpcError::INVALID_PARAMS,
+                        format!("{:?} is not a username: {e}", p.who),
+                    )
+                })?;
+                let c = self.network()?.resolve(&name).await.map_err(send_error)?;
+                json(self.contact(&c))
             }
             Call::Conversations(_) => {
                 let mut out = Vec::new();
@@ -475,6 +514,18 @@ impl Service {
     /// Finds a contact by name, a message request by the name it claims, or either by its key:
     /// a whole PeerId, or the end of one as [`api::Contact::key_id`] shows it (`…Ab12Cd34`).
     pub async fn find(&self, who: &str) -> Result<Contact, RpcError> {
+        if who.len() == 32 && who.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let found = self
+                .store
+                .contacts()
+                .await
+                .map_err(store_error)?
+                .into_iter()
+                .find(|c| c.conversation.to_string() == who.to_ascii_lowercase());
+            if let Some(c) = found {
+                return Ok(c);
+            }
+        }
         let key = who.strip_prefix('…').unwrap_or(who);
         if key.len() >= KEY_ID_LEN && key.starts_with(|c: char| c.is_ascii_alphanumeric()) {
             let matching: Vec<Contact> = self

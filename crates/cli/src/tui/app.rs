@@ -354,7 +354,11 @@ impl App {
             Event::Path { peer_id, path, .. } => {
                 let peer = peer_bytes(peer_id);
                 match path {
-                    Some(path) => self.paths.insert(peer, *path),
+                    // A path exists only while connected.
+                    Some(path) => {
+                        self.online.insert(peer.clone());
+                        self.paths.insert(peer, *path)
+                    }
                     None => self.paths.remove(&peer),
                 };
                 None

@@ -7,6 +7,7 @@ pub mod app;
 #[cfg(test)]
 mod fixtures;
 mod input;
+mod link;
 pub mod ui;
 mod wrap;
 
@@ -21,48 +22,74 @@ use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use ratatui::crossterm::{cursor, execute, terminal};
 use tincan_store::ConversationId;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use self::app::{Action, App, Level};
+use self::link::{Events, Link, Next, Numbers};
 use crate::cli::Global;
 use crate::config::Profile;
 use crate::profile::{self, PasswordSource};
 use crate::session::Session;
 
-/// Runs the chat screen, creating the identity first if this is the first run.
+/// Runs the chat screen, creating the identity first if this is the first run. When another
+/// tincan owns the profile (a daemon, another chat screen), the screen is its client.
 pub async fn run(profile: &Profile, global: &Global, open: Option<String>) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    crate::backend::refuse_second_owner(profile, "the chat screen").await?;
+    if let Some(client) = crate::backend::owner(profile).await {
+        let status: tincan_api::Status =
+            client.call_as(tincan_api::Call::Status(tincan_api::Empty {})).await?;
+        let me = crate::commands::username_arg(&status.username)?;
+        let where_ = "through the running tincan".to_owned();
+        return screen(&Link::Remote(&client), profile, me, where_, open, None, started).await;
+    }
     let unlocked = if profile.exists() {
         profile::unlock(profile, PasswordSource::from(global)?).await?
     } else {
         crate::commands::create(profile, global, None).await?
     };
-    let unlocked_at = started.elapsed();
+    tracing::info!(unlock_ms = started.elapsed().as_millis() as u64, "unlocked");
     let me = unlocked.username.clone();
     let session = Session::start(profile, unlocked).await?;
     let where_ =
         if session.local { "local phonebook".to_owned() } else { session.phonebook_url.clone() };
-    let mut app = App::new(me, profile.name.clone(), where_);
-    app.bell = profile.bell;
-    app.set_contacts(session.node.store().contacts().await?);
-    presence(&session, &mut app);
-    if let Some(user) = open {
-        perform(&session, &mut app, Action::Open(crate::commands::username_arg(&user)?)).await;
-    }
-    let mut terminal = enter()?;
-    terminal.draw(|f| ui::draw(f, &app)).context("drawing")?;
-    let ready = started.elapsed();
-    tracing::info!(
-        unlock_ms = unlocked_at.as_millis() as u64,
-        ready_ms = ready.as_millis() as u64,
-        after_unlock_ms = (ready - unlocked_at).as_millis() as u64,
-        "screen ready"
-    );
-    let result = event_loop(&mut terminal, &session, &mut app, profile.notify).await;
-    leave();
+    let link = Link::Own(&session);
+    let changes = session.service.changes();
+    let result = screen(&link, profile, me, where_, open, Some(changes), started).await;
     crate::backend::serve_remaining(&session).await;
     session.stop().await;
+    result
+}
+
+/// The screen over `link`, until the user quits.
+async fn screen(
+    link: &Link<'_>,
+    profile: &Profile,
+    me: tincan_wire::Username,
+    where_: String,
+    open: Option<String>,
+    changes: Option<tokio::sync::watch::Receiver<u64>>,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
+    let mut app = App::new(me, profile.name.clone(), where_);
+    app.bell = profile.bell;
+    if matches!(link, Link::Remote(_)) {
+        app.note(
+            Level::Info,
+            "Attached to the tincan that already runs this profile: quitting here leaves it running."
+                .to_owned(),
+        );
+    }
+    app.set_contacts(link.contacts().await?);
+    presence(link, &mut app).await;
+    if let Some(user) = open {
+        perform(link, &mut app, Action::Open(crate::commands::username_arg(&user)?)).await;
+    }
+    let events = link.events().await?;
+    let mut terminal = enter()?;
+    terminal.draw(|f| ui::draw(f, &app)).context("drawing")?;
+    tracing::info!(ready_ms = started.elapsed().as_millis() as u64, "screen ready");
+    let result = event_loop(&mut terminal, link, events, changes, &mut app, profile.notify).await;
+    leave();
     result
 }
 
@@ -102,19 +129,21 @@ fn leave() {
     );
 }
 
-/// Who is connected now, from the node: a screen that starts (or reloads) while connections
-/// exist shows them, rather than waiting for the next connection (`specs/delivery.md` §4.0).
-fn presence(session: &Session, app: &mut App) {
+/// Who is connected now: a screen that starts (or reloads) while connections exist shows
+/// them, rather than waiting for the next connection (`specs/delivery.md` §4.0).
+async fn presence(link: &Link<'_>, app: &mut App) {
     app.online.clear();
     app.paths.clear();
-    for c in &app.contacts {
-        let Ok(peer) = libp2p_identity::PeerId::from_bytes(c.peer_id.as_bytes()) else { continue };
-        if session.node.is_connected(&peer) {
-            app.online.insert(c.peer_id.clone());
-            if let Some(path) = session.node.path(&peer) {
-                app.paths.insert(c.peer_id.clone(), path);
+    match link.connected(&app.contacts).await {
+        Ok(connected) => {
+            for (peer, path) in connected {
+                if let Some(path) = path {
+                    app.paths.insert(peer.clone(), path);
+                }
+                app.online.insert(peer);
             }
         }
+        Err(e) => tracing::warn!(error = %e, "reading who is connected failed"),
     }
 }
 
@@ -150,13 +179,14 @@ fn keys(stop: Arc<AtomicBool>) -> mpsc::Receiver<TermEvent> {
 
 async fn event_loop(
     terminal: &mut Term,
-    session: &Session,
+    link: &Link<'_>,
+    mut events: Events,
+    mut changes: Option<tokio::sync::watch::Receiver<u64>>,
     app: &mut App,
     desktop: bool,
 ) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut keys = keys(stop.clone());
-    let mut events = session.node.subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -183,11 +213,22 @@ async fn event_loop(
                 Some(_) => None, // resizes redraw on the next turn
                 None => Some(Action::Quit),
             },
-            event = events.recv() => match event {
-                Ok(event) => app.on_event(&event),
-                Err(broadcast::error::RecvError::Lagged(_)) => Some(Action::ReloadContacts),
-                Err(broadcast::error::RecvError::Closed) => Some(Action::Quit),
+            next = events.next() => match next {
+                Next::Event(event) => app.on_event(&event),
+                Next::Lagged => Some(Action::ReloadContacts),
+                Next::Nothing => None,
+                Next::Closed if matches!(link, Link::Remote(_)) => {
+                    break Err(anyhow::anyhow!("the tincan that owns this profile stopped"));
+                }
+                Next::Closed => Some(Action::Quit),
             },
+            // Other tincan commands of this profile change it through our API: show what they did.
+            Ok(()) = async {
+                match &mut changes {
+                    Some(changes) => changes.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => Some(Action::ReloadContacts),
             _ = tick.tick() => {
                 let now = std::time::Instant::now();
                 app.tick(now);
@@ -207,7 +248,7 @@ async fn event_loop(
             if action == Action::Quit {
                 break Ok(());
             }
-            perform(session, app, action).await;
+            perform(link, app, action).await;
         }
     };
     stop.store(true, Ordering::Relaxed);
@@ -245,15 +286,13 @@ async fn sigterm(term: &mut tokio::signal::unix::Signal) {
 }
 
 /// Carries out an action, reporting problems on the status line.
-async fn perform(session: &Session, app: &mut App, action: Action) {
-    if let Err(e) = try_perform(session, app, action).await {
+async fn perform(link: &Link<'_>, app: &mut App, action: Action) {
+    if let Err(e) = try_perform(link, app, action).await {
         app.note(Level::Warning, format!("{e:#}"));
     }
 }
 
-async fn try_perform(session: &Session, app: &mut App, action: Action) -> anyhow::Result<()> {
-    let node = &session.node;
-    let store = node.store();
+async fn try_perform(link: &Link<'_>, app: &mut App, action: Action) -> anyhow::Result<()> {
     match action {
         Action::Send(conv, user, text) => {
             // A text longer than one message goes as several, in order, none cut.
@@ -262,9 +301,9 @@ async fn try_perform(session: &Session, app: &mut App, action: Action) -> anyhow
                 app.note(Level::Info, format!("Long text: sent as {} messages.", pieces.len()));
             }
             for piece in pieces {
-                let sent = node.send(&user, piece).await?;
+                let (_, position) = link.send(&user, piece).await?;
                 if app.open == Some(conv)
-                    && let Some(entry) = store.entry(conv, sent.position).await?
+                    && let Some(entry) = link.entry(conv, position).await?
                 {
                     app.messages.push(entry);
                     app.scroll = 0;
@@ -272,18 +311,18 @@ async fn try_perform(session: &Session, app: &mut App, action: Action) -> anyhow
             }
         }
         Action::Open(user) => {
-            let contact = node.resolve(&user).await?;
-            open(app, store, contact.conversation).await?;
-            node.probe(contact.conversation).await?;
+            let contact = link.resolve(&user).await?;
+            open(app, link, contact.conversation).await?;
+            link.probe(contact.conversation).await?;
         }
         Action::OpenConversation(conv) => {
-            open(app, store, conv).await?;
-            node.probe(conv).await?;
+            open(app, link, conv).await?;
+            link.probe(conv).await?;
         }
-        Action::Probe(conv) => node.probe(conv).await?,
-        Action::End(conv) => node.notify(conv, tincan_wire::Notice::Ended).await?,
+        Action::Probe(conv) => link.probe(conv).await?,
+        Action::End(conv) => link.end(conv).await?,
         Action::Search(conv, text) => {
-            let found = store.search(conv, &text, 200).await?;
+            let found = link.search(conv, &text).await?;
             let name = app.current().map(|c| c.username.to_string()).unwrap_or_default();
             let me = app.me.to_string();
             let mut lines: Vec<String> =
@@ -294,8 +333,8 @@ async fn try_perform(session: &Session, app: &mut App, action: Action) -> anyhow
             app.show_panel(format!("{} found: {text}", found.len()), lines);
         }
         Action::Retry(conv) => {
-            let n = node.retry(conv).await?;
-            open(app, store, conv).await?;
+            let n = link.retry(conv).await?;
+            open(app, link, conv).await?;
             app.note(
                 Level::Info,
                 if n == 0 {
@@ -313,65 +352,66 @@ async fn try_perform(session: &Session, app: &mut App, action: Action) -> anyhow
             }
         }
         Action::Verify(user) => {
-            let contact = node.resolve(&user).await?;
-            let numbers = node.safety_numbers(&user).await?;
+            let contact = link.resolve(&user).await?;
+            let numbers = link.numbers(&user).await?;
             let (title, lines) = verify_panel(&user, &numbers);
             let shown = app::Shown {
                 conversation: contact.conversation,
                 pinned: app::peer_bytes(&numbers.pinned.0),
                 pending: numbers.pending.as_ref().map(|(p, _)| app::peer_bytes(p)),
             };
-            app.set_contacts(store.contacts().await?);
+            app.set_contacts(link.contacts().await?);
             app.show_numbers(title, lines, shown);
         }
         Action::Trust(user, expected) => {
             let expected = libp2p_identity::PeerId::from_bytes(expected.as_bytes())?;
-            node.trust(&user, expected).await?;
-            app.set_contacts(store.contacts().await?);
+            link.trust(&user, expected).await?;
+            app.set_contacts(link.contacts().await?);
             app.note(
                 Level::Info,
                 format!("Trusted {user}'s new key; held messages are on their way."),
             );
         }
         Action::Reject(user) => {
-            node.reject(&user).await?;
-            app.set_contacts(store.contacts().await?);
+            link.reject(&user).await?;
+            app.set_contacts(link.contacts().await?);
             app.note(
                 Level::Info,
                 format!("Kept {user}'s old key. Messages to {user} still wait for the old key: they go when it is reachable again."),
             );
         }
         Action::MarkVerified(conv) => {
-            let contact = store.set_verified(conv, true).await?;
-            app.set_contacts(store.contacts().await?);
+            let contact = link.mark_verified(conv).await?;
+            app.set_contacts(link.contacts().await?);
             app.note(Level::Info, format!("{} is marked verified ✔.", contact.username));
         }
         Action::Delete(conv) => {
             let name = app.current().map(|c| c.username.to_string()).unwrap_or_default();
-            let deleted = node.delete(conv).await?;
-            if deleted == tincan_store::Deleted::All {
-                app.leave();
-            } else {
+            let kept_blocked = link.delete(conv).await?;
+            if kept_blocked {
                 app.messages.clear();
+            } else {
+                app.leave();
             }
-            app.set_contacts(store.contacts().await?);
+            app.set_contacts(link.contacts().await?);
             app.note(
                 Level::Info,
-                match deleted {
-                    tincan_store::Deleted::All => format!("Deleted the conversation with {name}."),
-                    _ => format!("Deleted the messages of {name}; it stays blocked."),
+                if kept_blocked {
+                    format!("Deleted the messages of {name}; it stays blocked.")
+                } else {
+                    format!("Deleted the conversation with {name}.")
                 },
             );
         }
         Action::Accept(conv) => {
-            let contact = node.accept(conv).await?;
-            app.set_contacts(store.contacts().await?);
-            open(app, store, conv).await?;
+            let contact = link.accept(conv).await?;
+            app.set_contacts(link.contacts().await?);
+            open(app, link, conv).await?;
             app.note(Level::Info, format!("{} is now a contact.", contact.username));
         }
         Action::Block(conv, blocked) => {
-            let contact = node.set_blocked(conv, blocked).await?;
-            app.set_contacts(store.contacts().await?);
+            let contact = link.block(conv, blocked).await?;
+            app.set_contacts(link.contacts().await?);
             app.note(
                 Level::Info,
                 format!(
@@ -382,13 +422,13 @@ async fn try_perform(session: &Session, app: &mut App, action: Action) -> anyhow
             );
         }
         Action::Online => {
-            let found = node.online(100).await?;
+            let found = link.online().await?;
             let mut lines: Vec<String> = found
                 .iter()
-                .filter(|f| f.username != *node.username())
+                .filter(|f| **f != app.me)
                 .map(|f| {
-                    let known = app.contacts.iter().any(|c| c.username == f.username);
-                    format!("{}{}", f.username, if known { "  (contact)" } else { "" })
+                    let known = app.contacts.iter().any(|c| c.username == *f);
+                    format!("{f}{}", if known { "  (contact)" } else { "" })
                 })
                 .collect();
             if lines.is_empty() {
@@ -399,13 +439,13 @@ async fn try_perform(session: &Session, app: &mut App, action: Action) -> anyhow
             app.show_panel("Online now", lines);
         }
         Action::MarkRead(conv) => {
-            store.mark_read(conv).await?;
+            link.mark_read(conv).await?;
         }
         Action::ReloadContacts => {
-            app.set_contacts(store.contacts().await?);
-            presence(session, app);
+            app.set_contacts(link.contacts().await?);
+            presence(link, app).await;
             if let Some(conv) = app.open {
-                let messages = store.history(conv, None, 500).await?;
+                let messages = link.history(conv, 500).await?;
                 app.messages = messages;
             }
         }
@@ -416,14 +456,13 @@ async fn try_perform(session: &Session, app: &mut App, action: Action) -> anyhow
 
 /// The verify panel: during a key change the NEW key's number first, labelled, as the one to
 /// compare; the old one below, for reference.
-fn verify_panel(
-    user: &tincan_wire::Username,
-    numbers: &tincan_node::SafetyNumbers,
-) -> (String, Vec<String>) {
+fn verify_panel(user: &tincan_wire::Username, numbers: &Numbers) -> (String, Vec<String>) {
     // Two rows of six groups, as `tincan verify` prints them, so that they fit a narrow panel.
-    let rows = |label: &str, number: &tincan_identity::SafetyNumber| {
-        let text = number.to_string();
-        let groups: Vec<&str> = text.split(' ').collect();
+    let rows = |label: &str, number: &str| {
+        let groups: Vec<&str> = number.split(' ').collect();
+        if groups.len() < 12 {
+            return [format!("    {label}{number}"), String::new()];
+        }
         let pad = " ".repeat(label.chars().count());
         [
             format!("    {label}{}", groups[..6].join(" ")),
@@ -469,14 +508,10 @@ fn verify_panel(
     }
 }
 
-async fn open(
-    app: &mut App,
-    store: &tincan_store::Store,
-    conv: ConversationId,
-) -> anyhow::Result<()> {
-    app.set_contacts(store.contacts().await?);
-    let messages = store.history(conv, None, 500).await?;
+async fn open(app: &mut App, link: &Link<'_>, conv: ConversationId) -> anyhow::Result<()> {
+    app.set_contacts(link.contacts().await?);
+    let messages = link.history(conv, 500).await?;
     app.show(conv, messages);
-    store.mark_read(conv).await?;
+    link.mark_read(conv).await?;
     Ok(())
 }

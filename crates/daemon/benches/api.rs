@@ -1,0 +1,224 @@
+//! What the API costs: a message sent and delivered through the daemon's socket, against the
+//! same through `Node::send` in process (the baseline, measured in the same run). Two real
+//! nodes on 127.0.0.1, real stores in a temporary folder, a real Unix socket.
+//!
+//! `cargo bench -p tincan-daemon --bench api` prints a table; BENCHMARKS.md has the method.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tincan_api::{Call, Client};
+use tincan_daemon::{Limits, Me, Service};
+use tincan_identity::Identity;
+use tincan_node::{Config, Event, Node};
+use tincan_store::{Status, Store};
+use tincan_wire::Username;
+
+const ROUNDS: usize = 300;
+const BURST: usize = 2000;
+
+async fn node(dir: &std::path::Path, name: &str) -> (Node, Arc<Service>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let identity = Identity::generate().unwrap();
+    let store = Store::create(&dir.join("store.redb"), identity.store_root_key()).unwrap();
+    let me = Me {
+        profile: name.into(),
+        username: Username::new(name).unwrap(),
+        public_key: identity.public_key(),
+    };
+    let mut config = Config::new(Username::new(name).unwrap());
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    let node = Node::start(identity, store.clone(), config).await.unwrap();
+    (node.clone(), Arc::new(Service::new(store, Some(node), me)))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let root = tempfile::tempdir().unwrap();
+        let (alice, service) = node(&root.path().join("alice"), "alice").await;
+        let (bob, _) = node(&root.path().join("bob"), "bob").await;
+        let bob_name = Username::new("bob").unwrap();
+        alice.add_contact(&bob_name, bob.peer_id(), bob.listen_addrs()).await.unwrap();
+        bob.add_contact(&Username::new("alice").unwrap(), alice.peer_id(), alice.listen_addrs())
+            .await
+            .unwrap();
+        let socket = root.path().join("run").join("api.sock");
+        let listener = tincan_daemon::bind(&socket).unwrap();
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(tincan_daemon::serve(listener, service, Limits::default(), stopped));
+        let client = Arc::new(Client::connect(&socket).await.unwrap());
+
+        // Warm up the connection both ways.
+        let delivered = Delivered::track(&alice);
+        for _ in 0..20 {
+            let sent = alice.send(&bob_name, "warm-up").await.unwrap();
+            delivered.wait(&[sent.id].into()).await;
+        }
+
+        // Baseline: queue in process, wait for the delivered event.
+        let mut direct = Vec::with_capacity(ROUNDS);
+        for i in 0..ROUNDS {
+            let t = Instant::now();
+            let sent = alice.send(&bob_name, &format!("direct {i}")).await.unwrap();
+            delivered.wait(&[sent.id].into()).await;
+            direct.push(t.elapsed());
+        }
+        // Through the socket: `send` with `wait`, answered once delivered.
+        let mut api = Vec::with_capacity(ROUNDS);
+        for i in 0..ROUNDS {
+            let t = Instant::now();
+            let sent: tincan_api::Sent = client
+                .call_as(Call::Send(tincan_api::SendParams {
+                    to: "bob".into(),
+                    text: format!("api {i}"),
+                    wait: true,
+                    timeout_ms: Some(30_000),
+                }))
+                .await
+                .unwrap();
+            assert_eq!(sent.delivered, Some(true));
+            api.push(t.elapsed());
+        }
+        direct.sort();
+        api.sort();
+
+        // Throughput: queue BURST messages as fast as possible, until all are delivered.
+        let t = Instant::now();
+        let mut ids = std::collections::HashSet::new();
+        for i in 0..BURST {
+            let sent = alice.send(&bob_name, &format!("burst direct {i}")).await.unwrap();
+            ids.insert(sent.id);
+        }
+        delivered.wait(&ids).await;
+        let direct_rate = BURST as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut ids = std::collections::HashSet::new();
+        let mut pending = Vec::new();
+        for i in 0..BURST {
+            let client = client.clone();
+            pending.push(async move {
+                client
+                    .call_as::<tincan_api::Sent>(Call::Send(tincan_api::SendParams {
+                        to: "bob".into(),
+                        text: format!("burst api {i}"),
+                        wait: false,
+                        timeout_ms: None,
+                    }))
+                    .await
+                    .unwrap()
+            });
+            // At most 16 calls in flight, as the server allows.
+            if pending.len() == 16 {
+                for sent in futures_join(std::mem::take(&mut pending)).await {
+                    ids.insert(sent.messages[0].id.parse::<Hex>().unwrap().0);
+                }
+            }
+        }
+        for sent in futures_join(pending).await {
+            ids.insert(sent.messages[0].id.parse::<Hex>().unwrap().0);
+        }
+        let ids: std::collections::HashSet<tincan_wire::MessageId> =
+            ids.into_iter().map(tincan_wire::MessageId).collect();
+        delivered.wait(&ids).await;
+        let api_rate = BURST as f64 / t.elapsed().as_secs_f64();
+
+        println!("| path | send → delivered p50 | p99 | {BURST} queued → all delivered |");
+        println!("|---|---|---|---|");
+        println!(
+            "| in process, `Node::send` (baseline) | {} | {} | {direct_rate:.0} msg/s |",
+            ms(percentile(&direct, 0.5)),
+            ms(percentile(&direct, 0.99))
+        );
+        println!(
+            "| API socket, `send` | {} | {} | {api_rate:.0} msg/s |",
+            ms(percentile(&api, 0.5)),
+            ms(percentile(&api, 0.99))
+        );
+        println!(
+            "({ROUNDS} one-at-a-time rounds each; the API sends 16 calls at a time in the burst)"
+        );
+        alice.shutdown().await;
+        bob.shutdown().await;
+    });
+}
+
+async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut handles = Vec::with_capacity(futures.len());
+    let mut out = Vec::with_capacity(futures.len());
+    for f in futures {
+        handles.push(Box::pin(f));
+    }
+    for h in handles {
+        out.push(h.await);
+    }
+    out
+}
+
+/// A message id in hex, as the API gives it.
+struct Hex([u8; 16]);
+
+impl std::str::FromStr for Hex {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Hex, ()> {
+        let mut out = [0u8; 16];
+        if s.len() != 32 {
+            return Err(());
+        }
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| ())?;
+        }
+        Ok(Hex(out))
+    }
+}
+
+/// Every message the node reports delivered, read as it happens by a task of its own.
+#[derive(Clone)]
+struct Delivered(
+    Arc<(std::sync::Mutex<std::collections::HashSet<tincan_wire::MessageId>>, tokio::sync::Notify)>,
+);
+
+impl Delivered {
+    fn track(node: &Node) -> Delivered {
+        let seen = Delivered(Default::default());
+        let mut events = node.subscribe();
+        let out = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(Event::Status { id, status: Status::Delivered { .. }, .. }) => {
+                        out.0.0.lock().unwrap().insert(id);
+                        out.0.1.notify_waiters();
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        panic!("the benchmark missed {n} of the node's events")
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        seen
+    }
+
+    async fn wait(&self, ids: &std::collections::HashSet<tincan_wire::MessageId>) {
+        loop {
+            let woken = self.0.1.notified();
+            if ids.iter().all(|id| self.0.0.lock().unwrap().contains(id)) {
+                return;
+            }
+            woken.await;
+        }
+    }
+}
