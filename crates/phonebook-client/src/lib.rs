@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "client")]
 mod client;
 mod record;
 mod types;
@@ -28,6 +29,7 @@ mod types;
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
 
+#[cfg(feature = "client")]
 pub use client::{Client, ClientError, Found, verify_view};
 pub use record::{
     AddrText, Endpoint, MAX_ADDR_LEN, MAX_ADDRS, Record, RecordError, SignedDelete, SignedRecord,
