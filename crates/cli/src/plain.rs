@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tincan_node::Event;
-use tincan_store::{ConversationId, Direction, Status, Store};
+use tincan_store::{ConversationId, Direction, Status};
 use tokio::sync::mpsc;
 
 use crate::config::Profile;
 use crate::format;
 use crate::profile::{self, PasswordSource};
 use crate::session::Session;
+use crate::tui::link::{Link, Next};
 
 /// The line that ends a conversation, as in the original chat.
 pub const DISCONNECT: &str = "--DISCONNECT--";
@@ -49,20 +50,20 @@ fn lines() -> mpsc::Receiver<std::io::Result<String>> {
 
 /// Prints the incoming messages after position `shown`, marks them read, and moves `shown`.
 async fn show_new(
-    store: &Store,
+    link: &Link<'_>,
     conv: ConversationId,
     me: &str,
     who: &str,
     shown: &mut Option<u64>,
 ) -> anyhow::Result<()> {
     let from = shown.map_or(0, |p| p + 1);
-    let entries = store.history_from(conv, from, BACKLOG).await?;
+    let entries = link.entries_from(conv, from, BACKLOG).await?;
     let Some(last) = entries.last().map(|e| e.position) else { return Ok(()) };
     for entry in entries.iter().filter(|e| e.direction == Direction::Incoming) {
         show(&format::line(me, who, entry));
     }
     *shown = Some(last);
-    store.mark_read_through(conv, last).await?;
+    link.mark_read_through(conv, last).await?;
     Ok(())
 }
 
@@ -75,11 +76,17 @@ pub async fn run(profile: &Profile, global: &crate::cli::Global, user: &str) -> 
     // before the loop, still ends the chat.
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
-    crate::backend::refuse_second_owner(profile, "chat --plain").await?;
+    // Another tincan owns the profile: chat through it, without a password.
+    if let Some(client) = crate::backend::owner(profile).await {
+        let status: tincan_api::Status =
+            client.call_as(tincan_api::Call::Status(tincan_api::Empty {})).await?;
+        let link = Link::Remote(&client);
+        return chat(&link, &status.username, &to, &mut interrupt, &mut terminate).await;
+    }
     let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
     let me = unlocked.username.to_string();
     let session = Session::start(profile, unlocked).await?;
-    let result = chat(&session, &me, &to, &mut interrupt, &mut terminate).await;
+    let result = chat(&Link::Own(&session), &me, &to, &mut interrupt, &mut terminate).await;
     session.stop().await;
     result
 }
@@ -89,18 +96,16 @@ fn signal(kind: tokio::signal::unix::SignalKind) -> anyhow::Result<tokio::signal
 }
 
 async fn chat(
-    session: &Session,
+    link: &Link<'_>,
     me: &str,
     to: &tincan_wire::Username,
     interrupt: &mut tokio::signal::unix::Signal,
     terminate: &mut tokio::signal::unix::Signal,
 ) -> anyhow::Result<()> {
-    let node = &session.node;
-    let store = node.store();
-    let contact = node.resolve(to).await?;
+    let contact = link.resolve(to).await?;
     let conv = contact.conversation;
     let who = contact.username.to_string();
-    let mut events = node.subscribe();
+    let mut events = link.events().await?;
     let mut input = lines();
     let mut pending: HashSet<tincan_wire::MessageId> = HashSet::new();
     let mut input_open = true;
@@ -110,7 +115,8 @@ async fn chat(
     let mut shown = if contact.unread == 0 { contact.log_len.checked_sub(1) } else { None };
     if contact.unread > 0 {
         let unread = usize::try_from(contact.unread).unwrap_or(BACKLOG).min(BACKLOG);
-        let recent = store.history(conv, None, unread * 2 + 16).await?;
+        let limit = u32::try_from(unread * 2 + 16).unwrap_or(500).min(500);
+        let recent = link.history(conv, limit).await?;
         let incoming: Vec<u64> = recent
             .iter()
             .filter(|e| e.direction == Direction::Incoming)
@@ -118,7 +124,7 @@ async fn chat(
             .collect();
         // Start just before the oldest unread message.
         shown = incoming.iter().rev().nth(unread - 1).and_then(|p| p.checked_sub(1));
-        show_new(store, conv, me, &who, &mut shown).await?;
+        show_new(link, conv, me, &who, &mut shown).await?;
     }
     loop {
         if !input_open && pending.is_empty() {
@@ -135,14 +141,14 @@ async fn chat(
                     input_open = false;
                     drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(30));
                     // The other side hears that the conversation ended; best effort.
-                    let _ = node.notify(conv, tincan_wire::Notice::Ended).await;
+                    let _ = link.end(conv).await;
                 }
                 Some(Ok(line)) if line.trim().is_empty() => {}
                 // A line longer than one message goes as several, in order, none cut.
                 Some(Ok(line)) => for piece in tincan_wire::split_text(&line) {
-                    match node.send(to, piece).await {
-                        Ok(sent) => {
-                            pending.insert(sent.id);
+                    match link.send(to, piece).await {
+                        Ok((_, _, id)) => {
+                            pending.insert(id);
                         }
                         Err(e) => eprintln!("not sent: {}", format::clean_line(&e.to_string())),
                     }
@@ -152,15 +158,12 @@ async fn chat(
                     drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(30));
                 }
             },
-            event = events.recv() => match event {
-                Ok(Event::Received { conversation, .. }) if conversation == conv => {
-                    show_new(store, conv, me, &who, &mut shown).await?;
+            next = events.next() => match next {
+                Next::Event(event) => match *event {
+                Event::Received { conversation, .. } if conversation == conv => {
+                    show_new(link, conv, me, &who, &mut shown).await?;
                 }
-                // Missed events: the store has everything.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    show_new(store, conv, me, &who, &mut shown).await?;
-                }
-                Ok(Event::Status { id, status, .. }) if pending.contains(&id) => match status {
+                Event::Status { id, status, .. } if pending.contains(&id) => match status {
                     Status::Delivered { .. } => {
                         pending.remove(&id);
                     }
@@ -170,22 +173,30 @@ async fn chat(
                     }
                     _ => {}
                 },
-                Ok(Event::Notice { conversation, notice: tincan_wire::Notice::Ended, .. }) if conversation == conv => {
+                Event::Notice { conversation, notice: tincan_wire::Notice::Ended, .. } if conversation == conv => {
                     show(&format!("* {who} ended the conversation"));
                 }
-                Ok(Event::Storage(health)) => match health {
+                Event::Storage(health) => match health {
                     tincan_store::Health::Ok => eprintln!("disk space is back: messages flow again."),
                     tincan_store::Health::DiskFull => eprintln!("disk full: messages wait. Nothing more is stored (or received) until you free space; nothing already stored is lost."),
                     _ => eprintln!("the store cannot write right now: messages wait; it retries by itself."),
                 },
-                Ok(Event::Duplicate { addrs, .. }) => {
+                Event::Duplicate { addrs, .. } => {
                     let addrs: Vec<String> = addrs.iter().map(|a| format::clean_line(&a.to_string())).collect();
                     eprintln!("WARNING: another tincan with this identity runs elsewhere ({}): a copied profile? One of the two receives nothing.", addrs.join(", "));
                 }
-                Ok(Event::KeyChanged { username, .. }) if username == *to => {
+                Event::KeyChanged { username, .. } if username == *to => {
                     eprintln!("{to}'s KEY CHANGED: nothing more is sent until you compare the new safety number (`tincan verify {to}`), then `tincan trust {to}` or `tincan reject {to}`.");
                 }
                 _ => {}
+                },
+                // Missed events: the store has everything.
+                Next::Lagged => show_new(link, conv, me, &who, &mut shown).await?,
+                Next::Nothing => {}
+                Next::Closed => {
+                    eprintln!("the tincan that ran this chat stopped");
+                    break;
+                }
             },
             () = tokio::time::sleep_until(deadline), if drain_deadline.is_some() => {
                 eprintln!("{} message(s) not delivered yet; they stay queued.", pending.len());

@@ -640,6 +640,33 @@ fn issue_11_the_daemon_serves_commands_and_replaces_a_dead_one() {
     let daemon = world.spawn("alice", &["daemon"], "the API is on");
     let out = without_password(&world, "alice", &["log", "bob"]);
     assert!(stdout(&out).contains("echo: via the daemon"), "{}", stderr(&out));
+    // Plain mode is a client too: a line in, delivered through the daemon, the answer out.
+    let mut plain = Command::new(env!("CARGO_BIN_EXE_tincan"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", world.home())
+        .env("TINCAN_DATA_DIR", world.data())
+        .args(["--profile", "alice", "chat", "bob", "--plain"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut plain_in = plain.stdin.take().unwrap();
+    writeln!(plain_in, "plain through the daemon").unwrap();
+    let mut plain_out = BufReader::new(plain.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut line = String::new();
+        assert!(plain_out.read_line(&mut line).unwrap() > 0, "plain mode ended early");
+        if line.contains("bob: echo: plain through the daemon") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no echo in plain mode");
+    }
+    drop(plain_in);
+    let out = plain.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let out = world.run("alice", &["daemon", "--stop"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -766,24 +766,15 @@ impl Engine {
     fn lookup(&mut self, conv: ConversationId) {
         let now = Instant::now();
         let Some(c) = self.convs.get_mut(&conv) else { return };
-        if self.shared.phonebooks.is_empty() || !c.lookups.may_start(now) {
+        if self.shared.directory.is_empty() || !c.lookups.may_start(now) {
             return;
         }
         c.lookups.started(now);
         let username = c.username.clone();
-        let phonebooks = self.shared.phonebooks.clone();
+        let directory = self.shared.directory.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
-            let mut result = Err("no phonebook answered".to_owned());
-            for phonebook in &phonebooks {
-                match phonebook.lookup(&username).await {
-                    Ok(found) => {
-                        result = Ok(found);
-                        break;
-                    }
-                    Err(e) => result = Err(e.to_string()),
-                }
-            }
+            let result = directory.lookup(&username).await.map_err(|e| e.to_string());
             let _ = tx.send(Internal::Looked { conv, result }).await;
         });
     }
@@ -850,7 +841,7 @@ impl Engine {
     fn publish(&mut self) {
         let addrs =
             publishable(&self.shared.listen_addrs.lock().unwrap_or_else(|e| e.into_inner()));
-        if self.shared.phonebooks.is_empty() || addrs.is_empty() {
+        if self.shared.directory.is_empty() || addrs.is_empty() {
             self.next_register = None;
             return;
         }
@@ -859,7 +850,7 @@ impl Engine {
         self.published = addrs.clone();
         let identity = self.identity.clone();
         let username = self.shared.username.clone();
-        let phonebooks = self.shared.phonebooks.clone();
+        let phonebooks = self.shared.directory.phonebooks().to_vec();
         let events = self.shared.events.clone();
         let tx = self.internal_tx.clone();
         let started = self.started_ms;
@@ -923,7 +914,7 @@ impl Engine {
     async fn unpublish(&mut self) {
         let identity = self.identity.clone();
         let username = self.shared.username.clone();
-        for phonebook in self.shared.phonebooks.clone() {
+        for phonebook in self.shared.directory.phonebooks().to_vec() {
             let delete = phonebook.delete(&identity, &username, false, now());
             match tokio::time::timeout(Duration::from_secs(3), delete).await {
                 Ok(Ok(())) => {}
@@ -1139,7 +1130,7 @@ impl Engine {
 
     /// Finds the relay, reserves at it or gives the reservation up, as due.
     fn tend_reservation(&mut self, now: Instant) {
-        if self.config.nat.relay == RelayPolicy::Never || self.shared.phonebooks.is_empty() {
+        if self.config.nat.relay == RelayPolicy::Never || self.shared.directory.is_empty() {
             return;
         }
         // Ask again while none is known, and while reserving fails: the operator may have
@@ -1178,7 +1169,7 @@ impl Engine {
 
     fn fetch_relay(&mut self) {
         self.reservation.fetching = true;
-        let phonebooks = self.shared.phonebooks.clone();
+        let phonebooks = self.shared.directory.phonebooks().to_vec();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
             let mut result = Err("no phonebook answered".to_owned());
@@ -1457,20 +1448,14 @@ async fn check_claim(shared: &Shared, conv: ConversationId, peer: PeerId, claime
     let owner = match shared.claim_cache.get(&claimed, Instant::now()) {
         Some(owner) => owner,
         None => {
-            let mut answer = None;
-            for phonebook in &shared.phonebooks {
-                match phonebook.lookup(&claimed).await {
-                    Ok(found) => {
-                        answer = Some(found.map(|f| f.peer_id));
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::debug!(%claimed, error = %e, "checking a claimed name failed")
-                    }
-                }
-            }
             // No phonebook could answer: the claim stays unchecked.
-            let Some(owner) = answer else { return };
+            let owner = match shared.directory.lookup(&claimed).await {
+                Ok(found) => found.map(|f| f.peer_id),
+                Err(e) => {
+                    tracing::debug!(%claimed, error = %e, "checking a claimed name failed");
+                    return;
+                }
+            };
             shared.claim_cache.put(claimed.clone(), owner, Instant::now());
             owner
         }

@@ -32,13 +32,16 @@
 
 mod codec;
 pub mod delivery;
+mod directory;
 mod engine;
 mod guard;
 mod lookup;
 mod nat;
 mod node;
+mod types;
 
 pub use codec::{Codec, Inbound, PROTOCOL};
+pub use directory::{Directory, DirectoryError};
 pub use guard::Limits;
 pub use node::{
     Config, Event, NatConfig, NatReport, Node, Path, Reachability, RelayPolicy, RelayState,

@@ -161,6 +161,65 @@ impl Link<'_> {
         }
     }
 
+    /// Up to `limit` entries from position `from` on, oldest first.
+    pub async fn entries_from(
+        &self,
+        conv: ConversationId,
+        from: u64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<LogEntry>> {
+        match self {
+            Link::Own(s) => Ok(s.node.store().history_from(conv, from, limit).await?),
+            Link::Remote(c) => {
+                // The API pages backwards: read pages until one reaches `from`.
+                let mut out: Vec<api::Entry> = Vec::new();
+                let mut before = None;
+                loop {
+                    let log: api::Log = c
+                        .call_as(Call::Log(api::LogParams {
+                            who: conv.to_string(),
+                            before,
+                            limit: Some(500),
+                            grep: None,
+                        }))
+                        .await?;
+                    let first = log.messages.first().map(|e| e.position);
+                    let mut page: Vec<api::Entry> =
+                        log.messages.into_iter().filter(|e| e.position >= from).collect();
+                    page.append(&mut out);
+                    out = page;
+                    match first {
+                        Some(p) if p > from && log.more && out.len() < limit => before = Some(p),
+                        _ => break,
+                    }
+                }
+                out.truncate(limit);
+                out.iter().map(entry).collect()
+            }
+        }
+    }
+
+    /// Marks read what arrived up to `through`.
+    pub async fn mark_read_through(
+        &self,
+        conv: ConversationId,
+        through: u64,
+    ) -> anyhow::Result<()> {
+        match self {
+            Link::Own(s) => {
+                s.node.store().mark_read_through(conv, through).await.map(drop).map_err(Into::into)
+            }
+            Link::Remote(c) => c
+                .call_as::<api::Contact>(Call::MarkRead(api::MarkReadParams {
+                    who: conv.to_string(),
+                    through: Some(through),
+                }))
+                .await
+                .map(drop)
+                .map_err(Into::into),
+        }
+    }
+
     /// Entries holding `text`.
     pub async fn search(&self, conv: ConversationId, text: &str) -> anyhow::Result<Vec<LogEntry>> {
         match self {
@@ -179,12 +238,16 @@ impl Link<'_> {
         }
     }
 
-    /// Queues one message: its conversation and position.
-    pub async fn send(&self, to: &Username, text: &str) -> anyhow::Result<(ConversationId, u64)> {
+    /// Queues one message: its conversation, position and id.
+    pub async fn send(
+        &self,
+        to: &Username,
+        text: &str,
+    ) -> anyhow::Result<(ConversationId, u64, MessageId)> {
         match self {
             Link::Own(s) => {
                 let sent = s.node.send(to, text).await?;
-                Ok((sent.conversation, sent.position))
+                Ok((sent.conversation, sent.position, sent.id))
             }
             Link::Remote(c) => {
                 let sent: api::Sent = c
@@ -195,8 +258,9 @@ impl Link<'_> {
                         timeout_ms: None,
                     }))
                     .await?;
-                let position = sent.messages.last().map_or(0, |m| m.position);
-                Ok((conversation(&sent.conversation)?, position))
+                let last = sent.messages.last().context("the owner queued nothing")?;
+                let id = MessageId(bytes16(&last.id).context("the owner sent a bad message id")?);
+                Ok((conversation(&sent.conversation)?, last.position, id))
             }
         }
     }
@@ -525,6 +589,10 @@ fn event(n: Notification) -> Option<anyhow::Result<Event>> {
                 conversation: conversation(&conv)?,
                 username: username(&contact)?,
                 notice: tincan_wire::Notice::Ended,
+            },
+            Notification::Duplicate { phonebook, addrs } => Event::Duplicate {
+                phonebook,
+                addrs: addrs.iter().filter_map(|a| a.parse().ok()).collect(),
             },
             Notification::Storage { health } => Event::Storage(match health.as_str() {
                 "ok" => tincan_store::Health::Ok,

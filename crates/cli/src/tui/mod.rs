@@ -7,7 +7,7 @@ pub mod app;
 #[cfg(test)]
 mod fixtures;
 mod input;
-mod link;
+pub mod link;
 pub mod ui;
 mod wrap;
 
@@ -301,7 +301,7 @@ async fn try_perform(link: &Link<'_>, app: &mut App, action: Action) -> anyhow::
                 app.note(Level::Info, format!("Long text: sent as {} messages.", pieces.len()));
             }
             for piece in pieces {
-                let (_, position) = link.send(&user, piece).await?;
+                let (_, position, _) = link.send(&user, piece).await?;
                 if app.open == Some(conv)
                     && let Some(entry) = link.entry(conv, position).await?
                 {
