@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use crate::{Call, MAX_LINE, Notification, RpcError};
+use crate::{Call, MAX_ANSWER, MAX_LINE, Notification, RpcError};
 
 /// Notifications waiting to be read before the oldest are dropped (and the client told, with
 /// [`Notice::Lagged`]).
@@ -162,7 +162,7 @@ async fn read_loop(
     let mut line = Vec::new();
     loop {
         line.clear();
-        match read_line(&mut read, &mut line).await {
+        match read_line(&mut read, &mut line, MAX_ANSWER).await {
             Ok(true) => {}
             Ok(false) | Err(_) => break,
         }
@@ -205,11 +205,12 @@ async fn read_loop(
     let _ = notices.try_send(Notice::Closed);
 }
 
-/// Reads one line into `line` (without its newline), at most [`MAX_LINE`] bytes: `false` at
-/// the end of the stream, an `InvalidData` error for a longer line (whose rest is not read).
+/// Reads one line into `line` (without its newline), at most `max` bytes: `false` at the end
+/// of the stream, an `InvalidData` error for a longer line (whose rest is not read).
 pub async fn read_line<R: AsyncBufReadExt + Unpin>(
     read: &mut R,
     line: &mut Vec<u8>,
+    max: usize,
 ) -> std::io::Result<bool> {
     loop {
         let buf = read.fill_buf().await?;
@@ -220,7 +221,7 @@ pub async fn read_line<R: AsyncBufReadExt + Unpin>(
             Some(i) => (i + 1, true),
             None => (buf.len(), false),
         };
-        if line.len() + take > MAX_LINE + 1 {
+        if line.len() + take > max + 1 {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "line too long"));
         }
         line.extend_from_slice(&buf[..take]);

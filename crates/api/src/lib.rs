@@ -32,6 +32,10 @@ pub use types::*;
 /// The version of this API; [`Status::api`] tells it.
 pub const API_VERSION: u32 = 1;
 
-/// Longest line either side writes or reads, in bytes (a request, a response or a
-/// notification). A longer one is refused and its connection closed.
+/// Longest request line the daemon reads, in bytes. A longer one is refused and its
+/// connection closed.
 pub const MAX_LINE: usize = 1 << 20;
+
+/// Longest line a client reads (an answer or a notification), in bytes: an `export` of a
+/// large profile, or a page of long messages, is longer than a request may be.
+pub const MAX_ANSWER: usize = 64 << 20;

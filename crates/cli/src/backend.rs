@@ -43,7 +43,14 @@ const OWNER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The profile's owner, if one runs and answers.
 pub async fn owner(profile: &Profile) -> Option<Client> {
-    let client = Client::connect(&profile.socket).await.ok()?;
+    let stream = tokio::net::UnixStream::connect(&profile.socket).await.ok()?;
+    // Only our own tincan: a socket another user put in the way gets nothing from us.
+    let uid = stream.peer_cred().ok()?.uid();
+    if uid != rustix::process::getuid().as_raw() {
+        tracing::warn!(uid, socket = %profile.socket.display(), "the profile's socket is served by another user: not using it");
+        return None;
+    }
+    let client = Client::over(stream);
     match tokio::time::timeout(OWNER_TIMEOUT, client.call(Call::Status(Default::default()))).await {
         Ok(Ok(_)) => Some(client),
         _ => None,

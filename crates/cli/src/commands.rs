@@ -207,15 +207,7 @@ pub async fn log(
 ) -> anyhow::Result<()> {
     let backend = Backend::open(profile, global, Need::Read).await?;
     let status: anyhow::Result<api::Status> = backend.call(Call::Status(api::Empty {})).await;
-    let call = Call::Log(api::LogParams {
-        who: user.to_owned(),
-        before: None,
-        limit: Some(
-            u32::try_from(limit).unwrap_or(u32::MAX).clamp(1, tincan_daemon::service::MAX_LOG_PAGE),
-        ),
-        grep: grep.map(str::to_owned),
-    });
-    let log: anyhow::Result<api::Log> = backend.call(call).await;
+    let log = log_pages(&backend, user, limit, grep).await;
     backend.close().await;
     let (me, log) = (status?.username, log?);
     if json {
@@ -235,6 +227,38 @@ pub async fn log(
         say(if grep.is_some() { "(no message holds it)" } else { "(no messages)" });
     }
     Ok(())
+}
+
+/// The latest `limit` entries (or those holding `grep`), a page of the API at a time.
+async fn log_pages(
+    backend: &Backend,
+    user: &str,
+    limit: usize,
+    grep: Option<&str>,
+) -> anyhow::Result<api::Log> {
+    let page = |before: Option<u64>, n: usize| {
+        Call::Log(api::LogParams {
+            who: user.to_owned(),
+            before,
+            limit: Some(
+                u32::try_from(n).unwrap_or(u32::MAX).clamp(1, tincan_daemon::service::MAX_LOG_PAGE),
+            ),
+            grep: grep.map(str::to_owned),
+        })
+    };
+    let mut log: api::Log = backend.call(page(None, limit)).await?;
+    log.messages.truncate(limit);
+    // A search answers from the whole conversation at once; a plain log pages back.
+    while grep.is_none() && log.more && log.messages.len() < limit {
+        let Some(first) = log.messages.first().map(|e| e.position) else { break };
+        let older: api::Log = backend.call(page(Some(first), limit - log.messages.len())).await?;
+        if older.messages.is_empty() {
+            break;
+        }
+        log.more = older.more;
+        log.messages.splice(0..0, older.messages);
+    }
+    Ok(log)
 }
 
 /// `inbox`: unread messages and requests, marked read unless `peek`.

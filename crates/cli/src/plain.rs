@@ -115,7 +115,9 @@ async fn chat(
     let mut shown = if contact.unread == 0 { contact.log_len.checked_sub(1) } else { None };
     if contact.unread > 0 {
         let unread = usize::try_from(contact.unread).unwrap_or(BACKLOG).min(BACKLOG);
-        let limit = u32::try_from(unread * 2 + 16).unwrap_or(500).min(500);
+        // Through an owner, a page holds at most 500 entries: with more unread than that, the
+        // backlog starts at the oldest one the page holds.
+        let limit = u32::try_from(unread * 2 + 16).unwrap_or(u32::MAX);
         let recent = link.history(conv, limit).await?;
         let incoming: Vec<u64> = recent
             .iter()
@@ -123,7 +125,12 @@ async fn chat(
             .map(|e| e.position)
             .collect();
         // Start just before the oldest unread message.
-        shown = incoming.iter().rev().nth(unread - 1).and_then(|p| p.checked_sub(1));
+        shown = incoming
+            .iter()
+            .rev()
+            .nth(unread - 1)
+            .or(incoming.first())
+            .and_then(|p| p.checked_sub(1));
         show_new(link, conv, me, &who, &mut shown).await?;
     }
     loop {

@@ -107,15 +107,18 @@ impl Session {
 
     /// Stops serving the API, takes our record down, stops the node and closes the store.
     pub async fn stop(self) {
-        if let Some(api) = self.api {
+        if let Some(api) = &self.api {
             api.stop.send_replace(true);
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), api.task).await;
-            let _ = std::fs::remove_file(&api.socket);
         }
         if let Some(w) = self.watcher {
             w.abort();
         }
         self.node.shutdown().await;
         self.node.store().clone().close().await;
+        // Last: the socket's going says the profile is free (`daemon --stop` waits for it).
+        if let Some(api) = self.api {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), api.task).await;
+            let _ = std::fs::remove_file(&api.socket);
+        }
     }
 }

@@ -204,11 +204,14 @@ async fn connection(
     });
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut notifications: Option<tokio::task::JoinHandle<()>> = None;
+    // The calls of this client: they end with its connection, whatever they wait for.
+    let mut calls = tokio::task::JoinSet::new();
     let mut line = Vec::new();
     loop {
+        while calls.try_join_next().is_some() {}
         line.clear();
         let read_result = tokio::select! {
-            r = tincan_api::read_line(&mut read, &mut line) => r,
+            r = tincan_api::read_line(&mut read, &mut line, tincan_api::MAX_LINE) => r,
             _ = stop.wait_for(|s| *s) => break,
             _ = gone.wait_for(|g| *g) => break,
         };
@@ -277,7 +280,7 @@ async fn connection(
         let service = service.clone();
         let out = out.clone();
         let gone_tx = gone_tx.clone();
-        tokio::spawn(async move {
+        calls.spawn(async move {
             let answer = service.handle(call).await;
             drop(permit);
             if let Some(id) = id {
@@ -299,9 +302,14 @@ async fn connection(
     if let Some(task) = notifications {
         task.abort();
     }
+    calls.abort_all();
     drop(out);
-    // Whatever is queued still goes out, briefly: a client that stopped reading is not waited for.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
+    // Whatever is queued still goes out, briefly: a client that stopped reading is not waited
+    // for, and its socket closes with the writer.
+    let mut writer = writer;
+    if tokio::time::timeout(std::time::Duration::from_secs(2), &mut writer).await.is_err() {
+        writer.abort();
+    }
 }
 
 /// Queues a line for the client; a full queue means it does not read: it is dropped.

@@ -206,9 +206,14 @@ impl Service {
                 if c.pending_peer_id.is_none() {
                     return Err(no_key_change(&c));
                 }
-                let key: PeerId = p.key.parse().map_err(|_| {
-                    RpcError::new(RpcError::INVALID_PARAMS, "key is not a PeerId".to_owned())
-                })?;
+                let key: PeerId = p
+                    .key
+                    .parse()
+                    .ok()
+                    .filter(|k: &PeerId| PeerIdBytes::new(&k.to_bytes()).is_ok())
+                    .ok_or_else(|| {
+                        RpcError::new(RpcError::INVALID_PARAMS, "key is not a PeerId".to_owned())
+                    })?;
                 let c = match &self.node {
                     Some(node) => node.trust(&c.username, key).await.map_err(send_error)?,
                     None => self
@@ -474,27 +479,55 @@ impl Service {
             if c.unread == 0 {
                 continue;
             }
-            let limit = usize::try_from(c.unread).unwrap_or(usize::MAX).min(MAX_INBOX);
-            let history = self.store.history(c.conversation, None, limit * 2).await;
-            let mut messages: Vec<api::Entry> = history
-                .map_err(store_error)?
-                .iter()
-                .rev()
-                .filter(|e| e.direction == Direction::Incoming)
-                .take(limit)
-                .map(entry)
-                .collect();
-            messages.reverse();
-            // Only what is answered is marked read: up to the last position shown.
-            if !peek && let Some(last) = messages.last() {
-                self.store
-                    .mark_read_through(c.conversation, last.position)
-                    .await
-                    .map_err(store_error)?;
+            let messages = self.oldest_unread(&c).await?;
+            // Only what is answered is marked read: up to the last position shown. Beyond
+            // [`MAX_INBOX`], the newer ones stay unread for the next call.
+            if !peek {
+                match messages.last() {
+                    Some(last) => self.store.mark_read_through(c.conversation, last.position).await,
+                    // A count with no message behind it (the messages were deleted): clear it.
+                    None => self.store.mark_read(c.conversation).await,
+                }
+                .map_err(store_error)?;
+            }
+            if messages.is_empty() {
+                continue;
             }
             out.push(api::Unread { contact: self.contact(&c), messages });
         }
         Ok(out)
+    }
+
+    /// The oldest unread messages of a conversation, at most [`MAX_INBOX`], oldest first. The
+    /// unread ones are its last `unread` incoming messages: the log is read backwards, a page at
+    /// a time, until they are all passed, keeping only the oldest.
+    async fn oldest_unread(&self, c: &Contact) -> Result<Vec<api::Entry>, RpcError> {
+        const PAGE: usize = 500;
+        let mut wanted = c.unread;
+        let mut kept: std::collections::VecDeque<LogEntry> = std::collections::VecDeque::new();
+        let mut before = None;
+        while wanted > 0 {
+            let page =
+                self.store.history(c.conversation, before, PAGE).await.map_err(store_error)?;
+            let Some(first) = page.first().map(|e| e.position) else { break };
+            for e in page.into_iter().rev() {
+                if wanted == 0 {
+                    break;
+                }
+                if e.direction == Direction::Incoming {
+                    wanted -= 1;
+                    kept.push_front(e);
+                    if kept.len() > MAX_INBOX {
+                        kept.pop_back();
+                    }
+                }
+            }
+            if first == 0 {
+                break;
+            }
+            before = Some(first);
+        }
+        Ok(kept.iter().map(entry).collect())
     }
 
     fn numbers(&self, c: &Contact) -> Result<api::SafetyNumbers, RpcError> {

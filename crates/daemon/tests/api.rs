@@ -474,3 +474,63 @@ async fn the_specs_exchanges_hold() {
     alice.stop.send_replace(true);
     alice.node.shutdown().await;
 }
+
+/// Answers longer than a request may be (an export of more than 1 MiB) reach the client, and a
+/// `trust` naming a key no contact could have is a typed error, not a crash of the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_answers_arrive_and_odd_keys_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let alice = peer(&root.path().join("alice"), "alice", Limits::default()).await;
+    let bob = peer(&root.path().join("bob"), "bob", Limits::default()).await;
+    meet(&alice, &bob).await;
+    bob.stop.send_replace(true);
+    bob.node.shutdown().await;
+    let client = Client::connect(&alice.socket).await.unwrap();
+    let text = "x".repeat(4000);
+    for _ in 0..300 {
+        let _: tincan_api::Sent = client
+            .call_as(Call::Send(tincan_api::SendParams {
+                to: "bob".into(),
+                text: text.clone(),
+                wait: false,
+                timeout_ms: None,
+            }))
+            .await
+            .unwrap();
+    }
+    let export = client.call(Call::Export(Default::default())).await.unwrap();
+    let size = serde_json::to_vec(&export).unwrap().len();
+    assert!(size > tincan_api::MAX_LINE, "the export is {size} bytes");
+    assert_eq!(export["conversations"][0]["messages"].as_array().unwrap().len(), 300);
+
+    // A pending key, then a trust naming a 66-byte PeerId (a sha2-256 multihash).
+    let conv = alice.service.find("bob").await.unwrap().conversation;
+    let other = Identity::generate().unwrap().peer_id();
+    let bytes = tincan_wire::PeerIdBytes::new(&other.to_bytes()).unwrap();
+    alice.service.store().note_key_change(conv, bytes, tincan_wire::UnixMillis(1)).await.unwrap();
+    let mut odd = vec![0x12, 0x40];
+    odd.extend([7u8; 64]);
+    let odd = libp2p_identity::PeerId::from_bytes(&odd).unwrap().to_base58();
+    let err =
+        client.call(Call::Trust(tincan_api::TrustParams { who: "bob".into(), key: odd })).await;
+    assert!(
+        matches!(err, Err(ClientError::Rpc(RpcError { code: RpcError::INVALID_PARAMS, .. }))),
+        "{err:?}"
+    );
+    // The key that is pending, named by another: refused as such.
+    let err = client
+        .call(Call::Trust(tincan_api::TrustParams {
+            who: "bob".into(),
+            key: Identity::generate().unwrap().peer_id().to_base58(),
+        }))
+        .await;
+    assert!(
+        matches!(err, Err(ClientError::Rpc(RpcError { code: RpcError::PENDING_KEY_CHANGED, .. }))),
+        "{err:?}"
+    );
+    let status: tincan_api::Status =
+        client.call_as(Call::Status(Default::default())).await.unwrap();
+    assert_eq!(status.username, "alice");
+    alice.stop.send_replace(true);
+    alice.node.shutdown().await;
+}

@@ -19,7 +19,7 @@ pub struct Config {
     /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/0` and `/ip4/0.0.0.0/udp/0/quic-v1`.
     pub listen: Vec<Multiaddr>,
     /// Phonebooks to publish to and look usernames up in, tried in order. May be empty: then
-    /// contacts are reached at addresses given with [`Node::add_contact`].
+    /// contacts are reached at addresses given with [`Node::add_contact`](crate::Node::add_contact).
     pub phonebooks: Vec<Phonebook>,
     /// How long our phonebook records live; we refresh at half of it. Capped by what each
     /// phonebook accepts.
@@ -166,7 +166,7 @@ impl Config {
 }
 
 /// Something that happened, for the user interface. Events are advisory: a slow listener may
-/// miss some ([`broadcast`] semantics) and can always read the store for the truth.
+/// miss some ([`broadcast`](tokio::sync::broadcast) semantics) and can always read the store for the truth.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Event {
@@ -205,7 +205,7 @@ pub enum Event {
         peer_id: PeerId,
     },
     /// The phonebook shows another key for a pinned contact. Nothing more is sent to them until
-    /// the user trusts the new key ([`Node::trust`]).
+    /// the user trusts the new key ([`Node::trust`](crate::Node::trust)).
     KeyChanged {
         /// The conversation.
         conversation: ConversationId,

@@ -171,9 +171,9 @@ impl Link<'_> {
         match self {
             Link::Own(s) => Ok(s.node.store().history_from(conv, from, limit).await?),
             Link::Remote(c) => {
-                // The API pages backwards: read pages until one reaches `from`.
+                // The API pages backwards: from just after the last one wanted, back to `from`.
                 let mut out: Vec<api::Entry> = Vec::new();
-                let mut before = None;
+                let mut before = Some(from.saturating_add(limit as u64));
                 loop {
                     let log: api::Log = c
                         .call_as(Call::Log(api::LogParams {
@@ -189,11 +189,10 @@ impl Link<'_> {
                     page.append(&mut out);
                     out = page;
                     match first {
-                        Some(p) if p > from && log.more && out.len() < limit => before = Some(p),
+                        Some(p) if p > from && log.more => before = Some(p),
                         _ => break,
                     }
                 }
-                out.truncate(limit);
                 out.iter().map(entry).collect()
             }
         }
@@ -590,6 +589,9 @@ fn event(n: Notification) -> Option<anyhow::Result<Event>> {
                 username: username(&contact)?,
                 notice: tincan_wire::Notice::Ended,
             },
+            Notification::Phonebook { phonebook, ok: false, error } => {
+                Event::PhonebookError { phonebook, error: error.unwrap_or_default() }
+            }
             Notification::Duplicate { phonebook, addrs } => Event::Duplicate {
                 phonebook,
                 addrs: addrs.iter().filter_map(|a| a.parse().ok()).collect(),
