@@ -689,6 +689,58 @@ fn issue_11_the_daemon_serves_commands_and_replaces_a_dead_one() {
     bob.interrupt();
 }
 
+/// Issue 11: a chat screen that is a daemon's client, when the daemon is killed with SIGKILL,
+/// says the owner went away and offers to start the node here; accepted, it asks for the
+/// password, reopens the conversation and chats on as the owner. Nothing acknowledged is lost
+/// or doubled.
+#[test]
+fn issue_11_a_killed_daemon_is_offered_to_restart_by_its_chat_screen() {
+    let world = World::new();
+    world.init("alice", &[]);
+    world.init("bob", &[]);
+    let bob = world.spawn("bob", &["bot", "echo"], "Echo bot");
+    let mut daemon = world.spawn("alice", &["daemon"], "the API is on");
+    let tmux = Tmux::named(&world, "restart");
+    let exe = env!("CARGO_BIN_EXE_tincan");
+    tmux.type_line(&format!("{exe} --profile alice; echo EXITED:$?"));
+    tmux.wait_for("already runs this profile");
+    tmux.type_line("bob");
+    tmux.wait_for("Chatting with bob");
+    tmux.type_line("before the kill");
+    tmux.wait_for("echo: before the kill");
+
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    let screen = tmux.wait_for("Start it here");
+    println!("the owner killed:\n{screen}");
+    assert!(screen.contains("went away") && screen.contains("Nothing it acknowledged is lost"));
+    tmux.type_line("y");
+    tmux.wait_for("Password for alice");
+    let password = std::fs::read_to_string(world.password_file()).unwrap();
+    tmux.type_line(password.trim());
+    let screen = tmux.wait_for("echo: before the kill");
+    println!("restarted here:\n{screen}");
+    assert!(screen.contains("Chatting with bob"), "the conversation is open again: {screen}");
+    assert!(!screen.contains("already runs this profile"), "the owner now: {screen}");
+    tmux.type_line("after the restart");
+    tmux.wait_for("echo: after the restart");
+    // It owns the profile now: commands are its clients, and need no password.
+    let out = without_password(&world, "alice", &["log", "bob"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = stdout(&out);
+    for line in [
+        "alice: before the kill",
+        "bob: echo: before the kill",
+        "alice: after the restart",
+        "bob: echo: after the restart",
+    ] {
+        assert_eq!(log.matches(line).count(), 1, "{line:?} once: {log}");
+    }
+    tmux.type_line("/quit");
+    tmux.wait_for("EXITED:0");
+    bob.interrupt();
+}
+
 /// Issue 11: `examples/bot.py`, a bot in another language (Python's standard library only),
 /// runs on the API of a `tincan daemon`: a stranger writes to it and gets an answer.
 #[test]

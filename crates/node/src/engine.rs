@@ -22,15 +22,16 @@ use tincan_store::{
     Claim, ContactKind, ConversationId, Incoming, Outcome as StoreOutcome, Received, StoreError,
 };
 use tincan_wire::{
-    Ack, Batch, ChatMessage, Notice, Outcome, PeerIdBytes, Refusal, Request, Response, Seq,
-    Username,
+    Ack, Batch, ChatMessage, Notice, Outcome, PeerIdBytes, Refusal, Request, Response, Username,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::{Codec, Inbound, PROTOCOL};
-use crate::delivery::{Hold, Outgoing, Queued, Settled};
+use crate::conversations::{
+    Action, Answer, Conversations, Failure, Known, Loaded, Sighting, Token,
+};
+use crate::delivery::{Queued, Settled};
 use crate::guard::{Admit, Guard};
-use crate::lookup::Lookups;
 use crate::nat::{self, Paths, Reservation};
 use crate::node::{
     Config, Event, NatReport, Reachability, RelayPolicy, RelayState, Shared, StartError, now,
@@ -67,9 +68,7 @@ pub(crate) enum Command {
 enum Internal {
     Loaded {
         conv: ConversationId,
-        contact: tincan_store::Contact,
-        entries: Vec<Queued>,
-        more: bool,
+        loaded: Loaded,
     },
     LoadFailed {
         conv: ConversationId,
@@ -112,44 +111,16 @@ pub(crate) struct Behaviour {
     autonat: autonat::Behaviour,
 }
 
-/// What the engine remembers of a contact, to route inbound requests without a store read.
-#[derive(Clone, Debug)]
-pub(crate) struct Known {
-    conv: ConversationId,
-    username: Username,
-    request: bool,
-    blocked: bool,
-}
-
-struct Conv {
-    peer: PeerId,
-    username: Username,
-    out: Outgoing<OutboundRequestId>,
-    addrs: Vec<Multiaddr>,
-    loading: bool,
-    reload_again: bool,
-    settling: u32,
-    lookups: Lookups,
-    /// The key a phonebook showed instead of `peer`, not yet trusted.
-    pending: Option<PeerId>,
-    /// Keys the user rejected for this contact: a phonebook showing one is ignored.
-    rejected: Vec<PeerId>,
-}
-
-/// Most messages held in memory per conversation; more wait in the store.
-const QUEUE_CAP: usize = 4096;
-
 struct Engine {
     swarm: Swarm<Behaviour>,
     shared: Arc<Shared>,
     identity: Arc<Identity>,
     config: Config,
     me: PeerIdBytes,
-    convs: HashMap<ConversationId, Conv>,
-    contacts: HashMap<PeerId, Known>,
-    /// Messages queued while their conversation was loading, merged in when it is loaded.
-    stash: HashMap<ConversationId, Vec<Queued>>,
-    requests: HashMap<OutboundRequestId, ConversationId>,
+    /// The delivery and contact logic: this engine carries out its actions.
+    core: Conversations,
+    /// The core's requests on the swarm.
+    requests: HashMap<OutboundRequestId, Token>,
     guard: Guard,
     bans: Vec<(Instant, PeerId)>,
     internal_tx: mpsc::Sender<Internal>,
@@ -300,6 +271,7 @@ impl Engine {
         *shared.listen_addrs.lock().unwrap_or_else(|e| e.into_inner()) = addrs;
         let guard = Guard::new(config.limits.clone());
         let me = peer_bytes(&shared.peer_id);
+        let directory = !shared.directory.is_empty();
         let now = Instant::now();
         Ok(Engine {
             swarm,
@@ -307,9 +279,7 @@ impl Engine {
             identity: Arc::new(identity),
             config,
             me,
-            convs: HashMap::new(),
-            contacts: HashMap::new(),
-            stash: HashMap::new(),
+            core: Conversations::new(directory),
             requests: HashMap::new(),
             guard,
             bans: Vec::new(),
@@ -345,10 +315,16 @@ impl Engine {
                     }
                 }
                 command = commands.recv() => match command {
-                    Some(Command::Queued(conv, item)) => self.on_queued(conv, item),
-                    Some(Command::Reload(conv)) => self.reload(conv),
+                    Some(Command::Queued(conv, item)) => {
+                        self.core.queued(conv, item, Instant::now());
+                        self.drive();
+                    }
+                    Some(Command::Reload(conv)) => {
+                        self.core.reload(conv, Instant::now());
+                        self.drive();
+                    }
                     Some(Command::Publish) => self.next_register = Some(Instant::now()),
-                    Some(Command::Forget(conv)) => self.forget(conv),
+                    Some(Command::Forget(conv)) => self.core.forget(conv),
                     Some(Command::Notice { peer, addrs, notice }) => {
                         // Not tracked: its answer, or its failure, changes nothing.
                         let request = Inbound::Request(Request::Notice(notice));
@@ -399,41 +375,7 @@ impl Engine {
         });
     }
 
-    fn on_queued(&mut self, conv: ConversationId, item: Queued) {
-        match self.convs.get_mut(&conv) {
-            Some(c) if c.loading => self.stash.entry(conv).or_default().push(item),
-            // Past the cap, messages wait in the store; they are loaded as the queue drains.
-            Some(c) if c.out.queued() >= QUEUE_CAP => c.out.more_in_store = true,
-            Some(c) => {
-                c.out.load([item]);
-                self.pump(conv);
-            }
-            None => {
-                let stash = self.stash.entry(conv).or_default();
-                stash.push(item);
-                if stash.len() == 1 {
-                    self.load(conv);
-                }
-            }
-        }
-    }
-
-    fn reload(&mut self, conv: ConversationId) {
-        if let Some(c) = self.convs.get_mut(&conv) {
-            c.out.reset(Instant::now());
-            c.out.set_hold(None, Instant::now());
-        }
-        self.load(conv);
-    }
-
-    fn load(&mut self, conv: ConversationId) {
-        if let Some(c) = self.convs.get_mut(&conv) {
-            if c.loading {
-                c.reload_again = true;
-                return;
-            }
-            c.loading = true;
-        }
+    fn spawn_load(&self, conv: ConversationId) {
         let store = self.shared.store.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
@@ -443,20 +385,12 @@ impl Engine {
                 Ok::<_, StoreError>((contact, entries))
             };
             let msg = match loaded.await {
-                Ok((contact, entries)) => Internal::Loaded {
-                    conv,
-                    contact,
-                    more: entries.len() == LOAD,
-                    entries: entries
-                        .into_iter()
-                        .map(|e| Queued {
-                            seq: e.seq,
-                            id: e.id,
-                            sent_at: e.sent_at,
-                            text: e.text,
-                            attempts: e.attempts,
-                        })
-                        .collect(),
+                Ok((contact, entries)) => match loaded_of(contact, entries) {
+                    Some(loaded) => Internal::Loaded { conv, loaded },
+                    None => Internal::LoadFailed {
+                        conv,
+                        error: StoreError::Corrupted { table: "contacts" },
+                    },
                 },
                 Err(error) => Internal::LoadFailed { conv, error },
             };
@@ -464,165 +398,104 @@ impl Engine {
         });
     }
 
-    fn on_loaded(
-        &mut self,
-        conv: ConversationId,
-        contact: tincan_store::Contact,
-        entries: Vec<Queued>,
-        more: bool,
-    ) {
-        let Ok(peer) = PeerId::from_bytes(contact.peer_id.as_bytes()) else {
-            tracing::error!(%conv, "a contact's PeerId does not parse");
-            return;
-        };
-        let now = Instant::now();
-        let addrs: Vec<Multiaddr> = contact.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-        self.contacts.insert(
-            peer,
-            Known {
-                conv,
-                username: contact.username.clone(),
-                request: contact.kind == ContactKind::Request,
-                blocked: contact.blocked,
-            },
-        );
-        let c = self.convs.entry(conv).or_insert_with(|| Conv {
-            peer,
-            username: contact.username.clone(),
-            out: Outgoing::new(now),
-            addrs: Vec::new(),
-            loading: true,
-            reload_again: false,
-            settling: 0,
-            lookups: Lookups::default(),
-            pending: None,
-            rejected: Vec::new(),
-        });
-        if c.peer != peer {
-            // Re-pinned: what was queued for the old key is gone from memory; start afresh.
-            self.contacts.remove(&c.peer);
-            c.peer = peer;
-            c.out.reset(now);
-        }
-        c.username = contact.username.clone();
-        c.loading = false;
-        let parse = |p: &tincan_wire::PeerIdBytes| PeerId::from_bytes(p.as_bytes()).ok();
-        c.pending = contact.pending_peer_id.as_ref().and_then(parse);
-        c.rejected = contact.rejected_keys.iter().filter_map(parse).collect();
-        merge_addrs(&mut c.addrs, addrs);
-        c.out.load(entries);
-        c.out.load(self.stash.remove(&conv).unwrap_or_default());
-        c.out.more_in_store = more;
-        let hold = contact.pending_peer_id.is_some().then_some(Hold::KeyChanged);
-        if c.out.hold() != hold {
-            c.out.set_hold(hold, now);
-        }
-        if std::mem::take(&mut c.reload_again) {
-            self.load(conv);
-        }
-        if self.swarm.is_connected(&peer)
-            && let Some(c) = self.convs.get_mut(&conv)
-        {
-            c.out.connected(now);
-        }
-        self.pump(conv);
-    }
+    // ---- the core's actions --------------------------------------------------------------
 
-    // ---- sending -------------------------------------------------------------------------
-
-    /// Sends the next batch of the conversation if it is due.
-    fn pump(&mut self, conv: ConversationId) {
-        let now = Instant::now();
-        let Some(c) = self.convs.get_mut(&conv) else { return };
-        if !c.out.ready(now) {
-            // Drained the in-memory queue while the store has more: fetch them. Messages just
-            // settled but not yet committed as such are skipped by the queue itself.
-            if c.out.queued() == 0 && c.out.more_in_store && !c.loading {
-                self.load(conv);
-            }
-            return;
-        }
-        let connected = self.swarm.is_connected(&c.peer);
-        if !connected && c.addrs.is_empty() {
-            self.lookup(conv);
-            return;
-        }
-        let batch = c.out.batch();
-        let messages: Vec<ChatMessage> = batch
-            .iter()
-            .map(|q| ChatMessage {
-                id: q.id,
-                seq: q.seq,
-                sent_at: q.sent_at,
-                from: self.shared.username.clone(),
-                to: peer_bytes(&c.peer),
-                text: q.text.clone(),
-            })
-            .collect();
-        let Ok(batch_msg) = Batch::new(messages) else { return };
-        // The addresses are given with every request: libp2p forgets a peer's addresses after
-        // a failed dial, and the phonebook may have new ones.
-        let request = self.swarm.behaviour_mut().chat.send_request_with_addresses(
-            &c.peer,
-            Inbound::Request(Request::Chat(batch_msg)),
-            c.addrs.clone(),
-        );
-        let first = c.out.sent(request, &batch);
-        self.requests.insert(request, conv);
-        // Sent for the first time: `sent` is reported now, and kept in memory only. The store
-        // records attempts when one fails, which is when the count and the next retry matter.
-        for id in first {
-            let _ = self.shared.events.send(Event::Status {
-                conversation: conv,
-                id,
-                status: tincan_store::Status::Sent,
-            });
+    /// Carries out what the conversations core asks for, until it asks for nothing more.
+    fn drive(&mut self) {
+        while let Some(action) = self.core.poll() {
+            self.perform(action);
         }
     }
 
-    /// Records attempts that did not settle their messages, with when the next one is due.
-    fn record_attempts(&self, conv: ConversationId, seqs: Vec<Seq>, next: Instant) {
-        if seqs.is_empty() {
-            return;
+    fn perform(&mut self, action: Action) {
+        match action {
+            Action::Load(conv) => self.spawn_load(conv),
+            Action::Send { token, conv, peer, addrs, messages } => {
+                let messages: Vec<ChatMessage> = messages
+                    .into_iter()
+                    .map(|q| ChatMessage {
+                        id: q.id,
+                        seq: q.seq,
+                        sent_at: q.sent_at,
+                        from: self.shared.username.clone(),
+                        to: peer_bytes(&peer),
+                        text: q.text,
+                    })
+                    .collect();
+                let batch = match Batch::new(messages) {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        tracing::error!(%conv, error = %e, "a queued batch does not make a request");
+                        let jitter = rand::random::<f64>();
+                        return self.core.failed(token, Failure::Other, Instant::now(), jitter);
+                    }
+                };
+                let request = self.swarm.behaviour_mut().chat.send_request_with_addresses(
+                    &peer,
+                    Inbound::Request(Request::Chat(batch)),
+                    addrs,
+                );
+                self.requests.insert(request, token);
+            }
+            Action::Sent { conv, ids } => {
+                for id in ids {
+                    let _ = self.shared.events.send(Event::Status {
+                        conversation: conv,
+                        id,
+                        status: tincan_store::Status::Sent,
+                    });
+                }
+            }
+            Action::RecordAttempts { conv, seqs, wait } => {
+                let wait = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                let next = tincan_store::UnixMillis(now_ms().saturating_add(wait));
+                let store = self.shared.store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.record_attempt(conv, seqs, next).await {
+                        tracing::debug!(%conv, error = %e, "recording an attempt failed");
+                    }
+                });
+            }
+            Action::Acknowledge { conv, settled } => self.acknowledge(conv, settled),
+            Action::Lookup { conv, username } => {
+                let directory = self.shared.directory.clone();
+                let tx = self.internal_tx.clone();
+                tokio::spawn(async move {
+                    let result = directory.lookup(&username).await.map_err(|e| e.to_string());
+                    let _ = tx.send(Internal::Looked { conv, result }).await;
+                });
+            }
+            Action::SaveAddrs { conv, addrs } => {
+                let store = self.shared.store.clone();
+                let text: Vec<String> = addrs.iter().map(Multiaddr::to_string).collect();
+                tokio::spawn(async move {
+                    let _ = store.set_addrs(conv, text).await;
+                });
+            }
+            Action::KeyChanged { conv, username, old, new } => {
+                let store = self.shared.store.clone();
+                let events = self.shared.events.clone();
+                tokio::spawn(async move {
+                    match store.note_key_change(conv, peer_bytes(&new), now_millis()).await {
+                        Ok(_) => {
+                            let _ = events.send(Event::KeyChanged {
+                                conversation: conv,
+                                username,
+                                old,
+                                new,
+                            });
+                        }
+                        Err(e) => {
+                            tracing::error!(%conv, error = %e, "recording a key change failed")
+                        }
+                    }
+                });
+            }
         }
-        let wait = u64::try_from(next.saturating_duration_since(Instant::now()).as_millis())
-            .unwrap_or(u64::MAX);
-        let next = tincan_store::UnixMillis(now_ms().saturating_add(wait));
-        let store = self.shared.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.record_attempt(conv, seqs, next).await {
-                tracing::debug!(%conv, error = %e, "recording an attempt failed");
-            }
-        });
-    }
-
-    fn on_answer(&mut self, request: OutboundRequestId, response: Response) {
-        let Some(conv) = self.requests.remove(&request) else { return };
-        let now = Instant::now();
-        let jitter = rand::random::<f64>();
-        let Some(c) = self.convs.get_mut(&conv) else { return };
-        let mut settled = match response {
-            Response::Acks(acks) => c.out.answered(request, &acks, now, jitter),
-            Response::Refused(refusal) => {
-                tracing::debug!(%conv, %refusal, "request refused");
-                c.out.refused(request, refusal, now, jitter)
-            }
-            _ => Settled { retry: c.out.failed(request, now, jitter), ..Settled::default() },
-        };
-        let next = c.out.not_before();
-        self.record_attempts(conv, std::mem::take(&mut settled.retry), next);
-        self.settle(conv, settled);
-        self.pump(conv);
     }
 
     /// Commits what an answer settled, then reports the new statuses.
-    fn settle(&mut self, conv: ConversationId, settled: Settled) {
-        if settled.delivered.is_empty() && settled.failed.is_empty() {
-            return;
-        }
-        if let Some(c) = self.convs.get_mut(&conv) {
-            c.settling += 1;
-        }
+    fn acknowledge(&self, conv: ConversationId, settled: Settled) {
         let outcomes: Vec<_> = settled
             .delivered
             .into_iter()
@@ -648,29 +521,27 @@ impl Engine {
         });
     }
 
+    fn on_answer(&mut self, request: OutboundRequestId, response: Response) {
+        let Some(token) = self.requests.remove(&request) else { return };
+        let answer = match response {
+            Response::Acks(acks) => Answer::Acks(acks),
+            Response::Refused(refusal) => Answer::Refused(refusal),
+            _ => Answer::Unexpected,
+        };
+        self.core.answered(token, answer, Instant::now(), rand::random::<f64>());
+        self.drive();
+    }
+
     fn on_failure(&mut self, request: OutboundRequestId, error: &OutboundFailure) {
-        let Some(conv) = self.requests.remove(&request) else { return };
-        let now = Instant::now();
-        let jitter = rand::random::<f64>();
-        let dial_failed = matches!(error, OutboundFailure::DialFailure);
-        if let Some(c) = self.convs.get_mut(&conv) {
-            let seqs = c.out.failed(request, now, jitter);
-            tracing::debug!(%conv, peer = %c.peer, %error, failures = c.out.failures(), "request failed");
-            let next = c.out.not_before();
-            self.record_attempts(conv, seqs, next);
-        }
-        if dial_failed {
-            // The addresses may be stale: ask the phonebook again.
-            self.lookup(conv);
-        } else if matches!(error, OutboundFailure::ConnectionClosed)
-            && let Some(c) = self.convs.get_mut(&conv)
-            && self.swarm.is_connected(&c.peer)
-        {
-            // Another connection remains (a relayed one was just replaced by a direct one):
-            // send again at once.
-            c.out.connected(now);
-            self.pump(conv);
-        }
+        let Some(token) = self.requests.remove(&request) else { return };
+        tracing::debug!(%error, "request failed");
+        let failure = match error {
+            OutboundFailure::DialFailure => Failure::Dial,
+            OutboundFailure::ConnectionClosed => Failure::ConnectionClosed,
+            _ => Failure::Other,
+        };
+        self.core.failed(token, failure, Instant::now(), rand::random::<f64>());
+        self.drive();
     }
 
     // ---- receiving -----------------------------------------------------------------------
@@ -715,7 +586,7 @@ impl Engine {
         let shared = self.shared.clone();
         let me = self.me.clone();
         let tx = self.internal_tx.clone();
-        let known = self.contacts.get(&peer).cloned();
+        let known = self.core.known(&peer).cloned();
         tokio::spawn(async move {
             let (response, known) = receive(&shared, &me, peer, known, batch).await;
             if let Some(known) = known {
@@ -738,7 +609,7 @@ impl Engine {
             Response::Refused(Refusal::RateLimited)
         } else {
             self.guard.done(peer);
-            if let Some(known) = self.contacts.get(&peer)
+            if let Some(known) = self.core.known(&peer)
                 && !known.request
                 && !known.blocked
                 && !matches!(notice, Notice::Unknown(_))
@@ -762,81 +633,6 @@ impl Engine {
     }
 
     // ---- phonebook -----------------------------------------------------------------------
-
-    fn lookup(&mut self, conv: ConversationId) {
-        let now = Instant::now();
-        let Some(c) = self.convs.get_mut(&conv) else { return };
-        if self.shared.directory.is_empty() || !c.lookups.may_start(now) {
-            return;
-        }
-        c.lookups.started(now);
-        let username = c.username.clone();
-        let directory = self.shared.directory.clone();
-        let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
-            let result = directory.lookup(&username).await.map_err(|e| e.to_string());
-            let _ = tx.send(Internal::Looked { conv, result }).await;
-        });
-    }
-
-    fn on_looked(&mut self, conv: ConversationId, result: Result<Option<Found>, String>) {
-        let now = Instant::now();
-        let Some(c) = self.convs.get_mut(&conv) else { return };
-        let found = match result {
-            Ok(Some(found)) => found,
-            Ok(None) => return c.lookups.failed(),
-            Err(e) => {
-                tracing::debug!(%conv, error = %e, "lookup failed");
-                return c.lookups.failed();
-            }
-        };
-        if found.peer_id != c.peer {
-            c.lookups.failed();
-            // The user kept the pinned key when shown this one; and a change already noted
-            // needs nothing more. Another key than the pending one replaces it: trusting is
-            // bound to the key whose number the user saw.
-            if c.rejected.contains(&found.peer_id) || c.pending == Some(found.peer_id) {
-                return;
-            }
-            c.pending = Some(found.peer_id);
-            c.out.set_hold(Some(Hold::KeyChanged), now);
-            let (old, new, username) = (c.peer, found.peer_id, c.username.clone());
-            let store = self.shared.store.clone();
-            let events = self.shared.events.clone();
-            tokio::spawn(async move {
-                match store.note_key_change(conv, peer_bytes(&new), now_millis()).await {
-                    Ok(_) => {
-                        let _ = events.send(Event::KeyChanged {
-                            conversation: conv,
-                            username,
-                            old,
-                            new,
-                        });
-                    }
-                    Err(e) => tracing::error!(%conv, error = %e, "recording a key change failed"),
-                }
-            });
-            return;
-        }
-        let Some(record) = found.record else { return c.lookups.failed() };
-        let new_addrs = record.addrs.iter().any(|a| !c.addrs.contains(a));
-        if new_addrs {
-            let mut addrs = record.addrs.clone();
-            merge_addrs(&mut addrs, c.addrs.clone());
-            c.addrs = addrs;
-            let store = self.shared.store.clone();
-            let text: Vec<String> = c.addrs.iter().map(Multiaddr::to_string).collect();
-            tokio::spawn(async move {
-                let _ = store.set_addrs(conv, text).await;
-            });
-        }
-        // Only news ends a backoff: the peer published since (it is alive) or moved. A record
-        // merely marked online is not (`specs/delivery.md` §3).
-        if c.lookups.answered(record.seq, new_addrs) {
-            c.out.connected(now);
-            self.pump(conv);
-        }
-    }
 
     fn publish(&mut self) {
         let addrs =
@@ -899,16 +695,6 @@ impl Engine {
             }
             let _ = tx.send(Internal::Published { ttl: shortest }).await;
         });
-    }
-
-    /// The conversation is gone from the store: nothing of it stays in memory either.
-    fn forget(&mut self, conv: ConversationId) {
-        if let Some(c) = self.convs.remove(&conv) {
-            self.contacts.remove(&c.peer);
-        }
-        self.contacts.retain(|_, known| known.conv != conv);
-        self.stash.remove(&conv);
-        self.requests.retain(|_, c| *c != conv);
     }
 
     async fn unpublish(&mut self) {
@@ -982,14 +768,13 @@ impl Engine {
                 if !endpoint.is_relayed() {
                     self.drop_relayed(peer_id);
                 }
-                if num_established.get() == 1
-                    && let Some(Known { conv, username, .. }) = self.contacts.get(&peer_id).cloned()
-                {
-                    let _ = self.shared.events.send(Event::Online { username, peer_id });
-                    if let Some(c) = self.convs.get_mut(&conv) {
-                        c.out.connected(Instant::now());
+                if num_established.get() == 1 {
+                    if let Some(known) = self.core.known(&peer_id) {
+                        let username = known.username.clone();
+                        let _ = self.shared.events.send(Event::Online { username, peer_id });
                     }
-                    self.pump(conv);
+                    self.core.connected(peer_id, Instant::now());
+                    self.drive();
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
@@ -1000,9 +785,10 @@ impl Engine {
                     return;
                 }
                 self.shared.connected.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer_id);
+                self.core.disconnected(peer_id);
                 // The guard keeps the peer's strikes and tokens: reconnecting must not reset
                 // them (`Guard::prune` forgets them once they are as good as new).
-                if let Some(known) = self.contacts.get(&peer_id) {
+                if let Some(known) = self.core.known(&peer_id) {
                     let _ = self
                         .shared
                         .events
@@ -1075,7 +861,7 @@ impl Engine {
                 None => paths.remove(&peer),
             };
         }
-        if let Some(known) = self.contacts.get(&peer) {
+        if let Some(known) = self.core.known(&peer) {
             let _ = self.shared.events.send(Event::Path {
                 username: known.username.clone(),
                 peer_id: peer,
@@ -1238,95 +1024,56 @@ impl Engine {
     /// A peer told us where it listens. For contacts, those addresses are worth keeping: the
     /// next dial is authenticated by the PeerId anyway.
     fn on_identified(&mut self, peer: PeerId, listen: Vec<Multiaddr>) {
-        let Some(conv) = self.contacts.get(&peer).map(|k| k.conv) else { return };
-        let Some(c) = self.convs.get_mut(&conv) else { return };
-        let before = c.addrs.clone();
-        let listen: Vec<Multiaddr> = listen.into_iter().filter(dialable).collect();
-        merge_addrs(&mut c.addrs, listen);
-        if c.addrs != before {
-            let store = self.shared.store.clone();
-            let text: Vec<String> = c.addrs.iter().map(Multiaddr::to_string).collect();
-            tokio::spawn(async move {
-                let _ = store.set_addrs(conv, text).await;
-            });
-        }
+        self.core.identified(peer, listen.into_iter().filter(dialable).collect());
+        self.drive();
     }
 
     fn on_internal(&mut self, msg: Internal) {
+        let now = Instant::now();
         match msg {
-            Internal::Loaded { conv, contact, entries, more } => {
-                self.on_loaded(conv, contact, entries, more)
-            }
+            Internal::Loaded { conv, loaded } => self.core.loaded(conv, loaded, now),
             Internal::LoadFailed { conv, error } => {
                 tracing::warn!(%conv, %error, "loading the outbox failed");
-                if let Some(c) = self.convs.get_mut(&conv) {
-                    c.loading = false;
-                    c.out.more_in_store = true;
-                }
-                // Stashed messages are in the store: the next rescan loads them.
-                self.stash.remove(&conv);
+                self.core.load_failed(conv);
             }
             Internal::Respond { peer, channel, response } => {
                 self.guard.done(peer);
                 let _ = self.swarm.behaviour_mut().chat.send_response(channel, response);
             }
-            Internal::Looked { conv, result } => self.on_looked(conv, result),
-            Internal::Settled { conv } => {
-                if let Some(c) = self.convs.get_mut(&conv) {
-                    c.settling = c.settling.saturating_sub(1);
-                }
-                self.pump(conv);
+            Internal::Looked { conv, result } => {
+                let found = match result {
+                    Ok(found) => found.map(|f| Sighting {
+                        peer_id: f.peer_id,
+                        record: f.record.map(|r| (r.seq, r.addrs)),
+                    }),
+                    Err(e) => {
+                        tracing::debug!(%conv, error = %e, "lookup failed");
+                        None
+                    }
+                };
+                self.core.looked(conv, found, now);
             }
-            Internal::Contact { peer, known } => {
-                self.contacts.insert(peer, known);
-            }
+            Internal::Settled { conv } => self.core.committed(conv, now),
+            Internal::Contact { peer, known } => self.core.learn(peer, known),
             Internal::Relay(result) => self.on_relay_found(result),
             Internal::Published { ttl } => {
                 // A phonebook that keeps records shorter than we asked: refresh in time for it.
-                let at = Instant::now() + ttl / 2;
+                let at = now + ttl / 2;
                 if self.next_register.is_some_and(|t| t > at) {
                     self.next_register = Some(at);
                 }
             }
-            Internal::Rescanned(convs) => {
-                for conv in convs {
-                    if !self.convs.contains_key(&conv) {
-                        self.load(conv);
-                    }
-                }
-            }
+            Internal::Rescanned(convs) => self.core.rescanned(convs),
         }
+        self.drive();
     }
 
     fn on_tick(&mut self) {
         let now = Instant::now();
-        let due: Vec<ConversationId> = self
-            .convs
-            .iter()
-            .filter(|(_, c)| {
-                c.out.next_attempt().is_some_and(|t| t <= now)
-                    || (c.out.queued() == 0 && c.out.more_in_store)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for conv in due {
-            self.pump(conv);
-        }
-        // While messages wait for a peer we cannot reach, ask the phonebook again now and then.
-        let interval = self.config.lookup_interval;
-        let stale: Vec<ConversationId> = self
-            .convs
-            .iter()
-            .filter(|(_, c)| {
-                !c.out.is_idle()
-                    && !self.swarm.is_connected(&c.peer)
-                    && c.lookups.periodic_due(now, interval)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for conv in stale {
-            self.lookup(conv);
-        }
+        // Retries due; while messages wait for a peer we cannot reach, the phonebook is asked
+        // again now and then.
+        self.core.tick(now, self.config.lookup_interval);
+        self.drive();
         self.tend_reservation(now);
         if self.next_register.is_some_and(|t| t <= now) {
             self.publish();
@@ -1347,11 +1094,6 @@ impl Engine {
                 }
             });
         }
-        // Forget conversations with nothing left to send, except while a request or a commit
-        // for them is under way.
-        self.convs.retain(|_, c| {
-            !c.out.is_idle() || c.loading || c.settling != 0 || c.lookups.in_flight()
-        });
         self.guard.prune(now);
     }
 }
@@ -1522,16 +1264,6 @@ fn relay_addr(
     Err("the relay announces no usable address".into())
 }
 
-/// Adds `more` after `addrs`, without duplicates, keeping at most 8.
-fn merge_addrs(addrs: &mut Vec<Multiaddr>, more: Vec<Multiaddr>) {
-    for a in more {
-        if !addrs.contains(&a) {
-            addrs.push(a);
-        }
-    }
-    addrs.truncate(tincan_phonebook_client::MAX_ADDRS);
-}
-
 /// An address others can dial: a specified IP and a port.
 fn dialable(addr: &Multiaddr) -> bool {
     addr.iter().next().is_some_and(|p| match p {
@@ -1565,4 +1297,37 @@ fn now_ms() -> u64 {
 
 fn now_millis() -> tincan_store::UnixMillis {
     now()
+}
+
+/// What the core needs of a conversation read from the store; `None` if its PeerId does not
+/// parse.
+fn loaded_of(
+    contact: tincan_store::Contact,
+    entries: Vec<tincan_store::OutboxEntry>,
+) -> Option<Loaded> {
+    let parse = |p: &PeerIdBytes| PeerId::from_bytes(p.as_bytes()).ok();
+    let peer = parse(&contact.peer_id)?;
+    Some(Loaded {
+        peer,
+        known: Known {
+            conv: contact.conversation,
+            username: contact.username,
+            request: contact.kind == ContactKind::Request,
+            blocked: contact.blocked,
+        },
+        addrs: contact.addrs.iter().filter_map(|a| a.parse().ok()).collect(),
+        pending: contact.pending_peer_id.as_ref().and_then(parse),
+        rejected: contact.rejected_keys.iter().filter_map(parse).collect(),
+        more: entries.len() == LOAD,
+        entries: entries
+            .into_iter()
+            .map(|e| Queued {
+                seq: e.seq,
+                id: e.id,
+                sent_at: e.sent_at,
+                text: e.text,
+                attempts: e.attempts,
+            })
+            .collect(),
+    })
 }

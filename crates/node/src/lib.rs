@@ -31,6 +31,7 @@
 //! ```
 
 mod codec;
+pub mod conversations;
 pub mod delivery;
 mod directory;
 mod engine;

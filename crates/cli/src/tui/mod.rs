@@ -33,7 +33,58 @@ use crate::session::Session;
 
 /// Runs the chat screen, creating the identity first if this is the first run. When another
 /// tincan owns the profile (a daemon, another chat screen), the screen is its client.
+///
+/// When that owner goes away (stopped, or killed), the screen says so and offers to start the
+/// node here, reopening the conversation that was open.
 pub async fn run(profile: &Profile, global: &Global, open: Option<String>) -> anyhow::Result<()> {
+    let mut open = open;
+    loop {
+        match run_once(profile, global, open).await? {
+            Ended::Quit => return Ok(()),
+            Ended::OwnerGone { open: was_open } => {
+                if !offer_restart().await? {
+                    anyhow::bail!("the tincan that owned this profile went away");
+                }
+                open = was_open;
+            }
+        }
+    }
+}
+
+/// How a screen ended.
+enum Ended {
+    /// The user quit.
+    Quit,
+    /// The owner this screen was a client of went away; `open` names the conversation open.
+    OwnerGone { open: Option<String> },
+}
+
+/// Tells the user the owner went away and asks whether to start the node here.
+async fn offer_restart() -> anyhow::Result<bool> {
+    // The key reader polls every 100 ms: let it stop before the terminal is read here.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    eprintln!(
+        "The tincan that owned this profile (a daemon or another chat screen) went away.\n\
+         Nothing it acknowledged is lost: what it had queued waits in the store."
+    );
+    eprint!("Start it here and go on chatting? [Y/n] ");
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|n| (n, line))
+    })
+    .await
+    .context("reading the answer")?
+    .context("reading the answer")?;
+    let (read, line) = answer;
+    let line = line.trim().to_ascii_lowercase();
+    Ok(read > 0 && (line.is_empty() || line == "y" || line == "yes"))
+}
+
+async fn run_once(
+    profile: &Profile,
+    global: &Global,
+    open: Option<String>,
+) -> anyhow::Result<Ended> {
     let started = std::time::Instant::now();
     if let Some(client) = crate::backend::owner(profile).await {
         let status: tincan_api::Status =
@@ -69,7 +120,7 @@ async fn screen(
     open: Option<String>,
     changes: Option<tokio::sync::watch::Receiver<u64>>,
     started: std::time::Instant,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ended> {
     let mut app = App::new(me, profile.name.clone(), where_);
     app.bell = profile.bell;
     if matches!(link, Link::Remote(_)) {
@@ -184,7 +235,7 @@ async fn event_loop(
     mut changes: Option<tokio::sync::watch::Receiver<u64>>,
     app: &mut App,
     desktop: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ended> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut keys = keys(stop.clone());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -218,7 +269,8 @@ async fn event_loop(
                 Next::Lagged => Some(Action::ReloadContacts),
                 Next::Nothing => None,
                 Next::Closed if matches!(link, Link::Remote(_)) => {
-                    break Err(anyhow::anyhow!("the tincan that owns this profile stopped"));
+                    let open = app.current().map(|c| c.username.as_str().to_owned());
+                    break Ok(Ended::OwnerGone { open });
                 }
                 Next::Closed => Some(Action::Quit),
             },
@@ -246,7 +298,7 @@ async fn event_loop(
         };
         if let Some(action) = action {
             if action == Action::Quit {
-                break Ok(());
+                break Ok(Ended::Quit);
             }
             perform(link, app, action).await;
         }
