@@ -12,7 +12,9 @@ use serde_json::Value;
 use tincan_api as api;
 use tincan_api::{Call, RpcError};
 use tincan_identity::PublicKey;
-use tincan_node::{Event, Node, Reachability, SendError};
+use tincan_node::{
+    ContactError, DirectoryError, Event, Node, Reachability, ResolveError, SendError,
+};
 use tincan_store::{
     Claim, Contact, ContactKind, Direction, Health, LogEntry, Status, Store, StoreError,
 };
@@ -161,7 +163,7 @@ impl Service {
                         format!("{:?} is not a username: {e}", p.who),
                     )
                 })?;
-                let c = self.network()?.resolve(&name).await.map_err(send_error)?;
+                let c = self.network()?.resolve(&name).await.map_err(rpc)?;
                 json(self.contact(&c))
             }
             Call::Conversations(_) => {
@@ -215,7 +217,7 @@ impl Service {
                         RpcError::new(RpcError::INVALID_PARAMS, "key is not a PeerId".to_owned())
                     })?;
                 let c = match &self.node {
-                    Some(node) => node.trust(&c.username, key).await.map_err(send_error)?,
+                    Some(node) => node.trust(&c.username, key).await.map_err(rpc)?,
                     None => self
                         .store
                         .trust_pending(c.conversation, peer_bytes(&key), now())
@@ -230,7 +232,7 @@ impl Service {
                     return Err(no_key_change(&c));
                 }
                 let c = match &self.node {
-                    Some(node) => node.reject(&c.username).await.map_err(send_error)?,
+                    Some(node) => node.reject(&c.username).await.map_err(rpc)?,
                     None => self
                         .store
                         .reject_pending(c.conversation, now())
@@ -258,7 +260,7 @@ impl Service {
                     ));
                 }
                 let c = match &self.node {
-                    Some(node) => node.accept(c.conversation).await.map_err(send_error)?,
+                    Some(node) => node.accept(c.conversation).await.map_err(rpc)?,
                     None => self.store.accept_request(c.conversation).await.map_err(store_error)?,
                 };
                 json(self.contact(&c))
@@ -266,9 +268,7 @@ impl Service {
             Call::Block(p) => {
                 let c = self.find(&p.who).await?;
                 let c = match &self.node {
-                    Some(node) => {
-                        node.set_blocked(c.conversation, p.blocked).await.map_err(send_error)?
-                    }
+                    Some(node) => node.set_blocked(c.conversation, p.blocked).await.map_err(rpc)?,
                     None => self
                         .store
                         .set_blocked(c.conversation, p.blocked)
@@ -280,7 +280,7 @@ impl Service {
             Call::Delete(p) => {
                 let c = self.find(&p.who).await?;
                 let deleted = match &self.node {
-                    Some(node) => node.delete(c.conversation).await.map_err(send_error)?,
+                    Some(node) => node.delete(c.conversation).await.map_err(rpc)?,
                     None => {
                         self.store.delete_conversation(c.conversation).await.map_err(store_error)?
                     }
@@ -290,7 +290,7 @@ impl Service {
             Call::Retry(p) => {
                 let c = self.find(&p.who).await?;
                 let n = match &self.node {
-                    Some(node) => node.retry(c.conversation).await.map_err(send_error)?,
+                    Some(node) => node.retry(c.conversation).await.map_err(rpc)?,
                     None => {
                         self.store.requeue_refused(c.conversation).await.map_err(store_error)?
                     }
@@ -300,19 +300,17 @@ impl Service {
             Call::End(p) => {
                 let c = self.find(&p.who).await?;
                 let node = self.network()?;
-                node.notify(c.conversation, tincan_wire::Notice::Ended)
-                    .await
-                    .map_err(send_error)?;
+                node.notify(c.conversation, tincan_wire::Notice::Ended).await.map_err(rpc)?;
                 json(api::Empty {})
             }
             Call::Probe(p) => {
                 let c = self.find(&p.who).await?;
-                self.network()?.probe(c.conversation).await.map_err(send_error)?;
+                self.network()?.probe(c.conversation).await.map_err(rpc)?;
                 json(api::Empty {})
             }
             Call::Online(p) => {
                 let limit = p.limit.unwrap_or(100).clamp(1, 100) as usize;
-                let found = self.network()?.online(limit).await.map_err(send_error)?;
+                let found = self.network()?.online(limit).await.map_err(rpc)?;
                 let mut out = Vec::with_capacity(found.len());
                 for f in found {
                     let contact = self
@@ -399,7 +397,7 @@ impl Service {
         let mut messages = Vec::new();
         let mut conversation = None;
         for piece in tincan_wire::split_text(&p.text) {
-            let sent = node.send(&to, piece).await.map_err(send_error)?;
+            let sent = node.send(&to, piece).await.map_err(rpc)?;
             conversation = Some(sent.conversation);
             messages.push(api::Queued {
                 id: sent.id.to_string(),
@@ -834,16 +832,64 @@ pub fn store_error(e: StoreError) -> RpcError {
     RpcError::new(code, e.to_string())
 }
 
-/// A node error as the API reports it.
-pub fn send_error(e: SendError) -> RpcError {
-    let message = e.to_string();
-    let code = match e {
-        SendError::Store(inner) => return store_error(inner),
-        SendError::InvalidText(_) => RpcError::INVALID_TEXT,
-        SendError::UnknownUser(_) | SendError::Unresolvable { .. } => RpcError::UNKNOWN_USER,
-        SendError::ToSelf => RpcError::TO_SELF,
-        SendError::Stopped => RpcError::STOPPING,
-        _ => RpcError::INTERNAL,
-    };
-    RpcError::new(code, message)
+/// An error of the node as the API reports it.
+pub trait AsRpc {
+    /// The API's error for it.
+    fn rpc(self) -> RpcError;
+}
+
+/// `e.rpc()`, for `map_err`.
+pub fn rpc(e: impl AsRpc) -> RpcError {
+    e.rpc()
+}
+
+impl AsRpc for StoreError {
+    fn rpc(self) -> RpcError {
+        store_error(self)
+    }
+}
+
+impl AsRpc for SendError {
+    fn rpc(self) -> RpcError {
+        match self {
+            SendError::Store(inner) => store_error(inner),
+            SendError::Resolve(inner) => inner.rpc(),
+            e @ SendError::InvalidText(_) => RpcError::new(RpcError::INVALID_TEXT, e.to_string()),
+            e => RpcError::new(RpcError::INTERNAL, e.to_string()),
+        }
+    }
+}
+
+impl AsRpc for ResolveError {
+    fn rpc(self) -> RpcError {
+        let message = self.to_string();
+        let code = match self {
+            ResolveError::Store(inner) => return store_error(inner),
+            ResolveError::UnknownUser(_)
+            | ResolveError::NoDirectory(_)
+            | ResolveError::Unreachable { .. } => RpcError::UNKNOWN_USER,
+            ResolveError::ToSelf => RpcError::TO_SELF,
+            _ => RpcError::INTERNAL,
+        };
+        RpcError::new(code, message)
+    }
+}
+
+impl AsRpc for ContactError {
+    fn rpc(self) -> RpcError {
+        let message = self.to_string();
+        let code = match self {
+            ContactError::Store(inner) => return store_error(inner),
+            ContactError::NotAContact(_) => RpcError::NO_SUCH_CONTACT,
+            _ => RpcError::INTERNAL,
+        };
+        RpcError::new(code, message)
+    }
+}
+
+impl AsRpc for DirectoryError {
+    /// As before there was a type of its own: 1006, "could not be looked up".
+    fn rpc(self) -> RpcError {
+        RpcError::new(RpcError::UNKNOWN_USER, self.to_string())
+    }
 }

@@ -13,15 +13,15 @@ pub struct Directory {
 }
 
 /// Why the directory could not answer.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DirectoryError {
     /// No source is configured.
     #[error("no phonebook is configured")]
     Empty,
     /// No source answered; the last one's reason.
-    #[error("{0}")]
-    Unreachable(String),
+    #[error(transparent)]
+    Unreachable(tincan_phonebook_client::ClientError),
 }
 
 impl Directory {
@@ -49,7 +49,7 @@ impl Directory {
             match phonebook.lookup(name).await {
                 Ok(Some(found)) => return Ok(Some(found)),
                 Ok(None) => answered = true,
-                Err(e) => last_error = Some(e.to_string()),
+                Err(e) => last_error = Some(e),
             }
         }
         match (answered, last_error) {
@@ -65,7 +65,7 @@ impl Directory {
         for phonebook in &self.phonebooks {
             match phonebook.online(None, limit.clamp(1, 100)).await {
                 Ok((found, _)) => return Ok(found),
-                Err(e) => last_error = DirectoryError::Unreachable(e.to_string()),
+                Err(e) => last_error = DirectoryError::Unreachable(e),
             }
         }
         Err(last_error)

@@ -31,6 +31,7 @@ use crate::conversations::{
     Action, Answer, Conversations, Failure, Known, Loaded, Sighting, Token,
 };
 use crate::delivery::{Queued, Settled};
+use crate::directory::DirectoryError;
 use crate::guard::{Admit, Guard};
 use crate::nat::{self, Paths, Reservation};
 use crate::node::{
@@ -81,7 +82,7 @@ enum Internal {
     },
     Looked {
         conv: ConversationId,
-        result: Result<Option<Found>, String>,
+        result: Result<Option<Found>, DirectoryError>,
     },
     Settled {
         conv: ConversationId,
@@ -96,7 +97,7 @@ enum Internal {
         ttl: Duration,
     },
     /// What the phonebooks say of their relay: `Ok(None)` when none runs one.
-    Relay(Result<Option<(PeerId, Multiaddr)>, String>),
+    Relay(Result<Option<(PeerId, Multiaddr)>, RelayError>),
 }
 
 #[derive(NetworkBehaviour)]
@@ -145,7 +146,7 @@ pub(crate) fn run(
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            let _ = ready.send(Err(StartError::Transport(e.to_string())));
+            let _ = ready.send(Err(StartError::Transport(e.into())));
             return;
         }
     };
@@ -171,7 +172,7 @@ fn build_swarm(identity: &Identity, config: &Config) -> Result<Swarm<Behaviour>,
         c.set_max_num_streams(max_streams);
         c
     };
-    let transport_error = |e: &dyn std::fmt::Display| StartError::Transport(e.to_string());
+    let transport_error = |e: noise::Error| StartError::Transport(e.into());
     let chat_config = request_response::Config::default()
         .with_request_timeout(config.request_timeout)
         .with_max_concurrent_streams(max_streams);
@@ -191,10 +192,10 @@ fn build_swarm(identity: &Identity, config: &Config) -> Result<Swarm<Behaviour>,
     let swarm = libp2p::SwarmBuilder::with_existing_identity(identity.libp2p_keypair())
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux_config)
-        .map_err(|e| transport_error(&e))?
+        .map_err(transport_error)?
         .with_quic()
         .with_relay_client(noise::Config::new, yamux_config)
-        .map_err(|e| transport_error(&e))?
+        .map_err(transport_error)?
         .with_behaviour(|key, relay_client| Behaviour {
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
@@ -217,7 +218,7 @@ fn build_swarm(identity: &Identity, config: &Config) -> Result<Swarm<Behaviour>,
             dcutr: nat.hole_punch.then(|| dcutr::Behaviour::new(key.public().to_peer_id())).into(),
             autonat: autonat::Behaviour::new(key.public().to_peer_id(), autonat_config),
         })
-        .map_err(|e| transport_error(&e))?
+        .map_err(|e| StartError::Transport(e.into()))?
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(idle)
                 .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
@@ -239,7 +240,7 @@ impl Engine {
         for addr in &config.listen {
             let id = swarm
                 .listen_on(addr.clone())
-                .map_err(|e| StartError::Listen { addr: addr.clone(), reason: e.to_string() })?;
+                .map_err(|e| StartError::Listen { addr: addr.clone(), reason: listen_error(e) })?;
             pending.insert(id);
         }
         // Wait until every listener has an address, so the caller can publish or print them.
@@ -255,16 +256,16 @@ impl Engine {
                     }
                     SwarmEvent::ListenerClosed { addresses, reason, .. } => {
                         let addr = addresses.first().cloned().unwrap_or_else(|| config.listen[0].clone());
-                        let reason = match reason { Ok(()) => "closed".to_owned(), Err(e) => e.to_string() };
+                        let reason = reason.err().unwrap_or_else(|| std::io::Error::other("the listener closed"));
                         return Err(StartError::Listen { addr, reason });
                     }
                     SwarmEvent::ListenerError { error, .. } => {
-                        return Err(StartError::Listen { addr: config.listen[0].clone(), reason: error.to_string() });
+                        return Err(StartError::Listen { addr: config.listen[0].clone(), reason: error });
                     }
                     _ => {}
                 },
                 () = &mut deadline => {
-                    return Err(StartError::Transport("no listen address after 10 s".into()));
+                    return Err(StartError::NoListenAddress(Duration::from_secs(10)));
                 }
             }
         }
@@ -461,7 +462,7 @@ impl Engine {
                 let directory = self.shared.directory.clone();
                 let tx = self.internal_tx.clone();
                 tokio::spawn(async move {
-                    let result = directory.lookup(&username).await.map_err(|e| e.to_string());
+                    let result = directory.lookup(&username).await;
                     let _ = tx.send(Internal::Looked { conv, result }).await;
                 });
             }
@@ -958,7 +959,7 @@ impl Engine {
         let phonebooks = self.shared.directory.phonebooks().to_vec();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
-            let mut result = Err("no phonebook answered".to_owned());
+            let mut result = Err(RelayError::NoPhonebook);
             for phonebook in &phonebooks {
                 match phonebook.relay().await {
                     Ok(Some(info)) => {
@@ -968,14 +969,14 @@ impl Engine {
                         }
                     }
                     Ok(None) => result = Ok(None),
-                    Err(e) => result = Err(e.to_string()),
+                    Err(e) => result = Err(RelayError::Phonebook(e)),
                 }
             }
             let _ = tx.send(Internal::Relay(result)).await;
         });
     }
 
-    fn on_relay_found(&mut self, result: Result<Option<(PeerId, Multiaddr)>, String>) {
+    fn on_relay_found(&mut self, result: Result<Option<(PeerId, Multiaddr)>, RelayError>) {
         self.reservation.fetching = false;
         self.reservation.next_fetch = Instant::now() + nat::FETCH_INTERVAL;
         match result {
@@ -1245,11 +1246,8 @@ async fn sender(
 /// and names it.
 fn relay_addr(
     info: &tincan_phonebook_client::RelayInfo,
-) -> Result<Option<(PeerId, Multiaddr)>, String> {
-    let peer: PeerId = info
-        .peer_id
-        .parse()
-        .map_err(|_| format!("the relay's PeerId {:?} is invalid", info.peer_id))?;
+) -> Result<Option<(PeerId, Multiaddr)>, RelayError> {
+    let peer: PeerId = info.peer_id.parse().map_err(|_| RelayError::InvalidPeerId)?;
     for addr in &info.addrs {
         let Ok(addr) = addr.parse::<Multiaddr>() else { continue };
         if nat::is_relayed(&addr) || !dialable(&addr) {
@@ -1261,7 +1259,24 @@ fn relay_addr(
             _ => return Ok(Some((peer, addr.with(Protocol::P2p(peer))))),
         }
     }
-    Err("the relay announces no usable address".into())
+    Err(RelayError::NoUsableAddress)
+}
+
+/// Why the phonebooks' relay is not known.
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    /// No phonebook is configured.
+    #[error("no phonebook answered")]
+    NoPhonebook,
+    /// The last phonebook asked failed.
+    #[error(transparent)]
+    Phonebook(tincan_phonebook_client::ClientError),
+    /// The relay's PeerId does not parse.
+    #[error("the phonebook announces a relay with an invalid PeerId")]
+    InvalidPeerId,
+    /// None of the relay's addresses can be dialled.
+    #[error("the relay announces no usable address")]
+    NoUsableAddress,
 }
 
 /// An address others can dial: a specified IP and a port.
@@ -1330,4 +1345,14 @@ fn loaded_of(
             })
             .collect(),
     })
+}
+
+/// Why listening failed, as an I/O error.
+fn listen_error(e: libp2p::TransportError<std::io::Error>) -> std::io::Error {
+    match e {
+        libp2p::TransportError::MultiaddrNotSupported(_) => {
+            std::io::Error::new(std::io::ErrorKind::Unsupported, "no transport for this address")
+        }
+        libp2p::TransportError::Other(e) => e,
+    }
 }

@@ -45,6 +45,6 @@ pub use codec::{Codec, Inbound, PROTOCOL};
 pub use directory::{Directory, DirectoryError};
 pub use guard::Limits;
 pub use node::{
-    Config, Event, NatConfig, NatReport, Node, Path, Reachability, RelayPolicy, RelayState,
-    SafetyNumbers, SendError, Sent, StartError, safety_numbers,
+    Config, ContactError, Event, NatConfig, NatReport, Node, Path, Reachability, RelayPolicy,
+    RelayState, ResolveError, SafetyNumbers, SendError, Sent, StartError, safety_numbers,
 };

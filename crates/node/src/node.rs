@@ -11,8 +11,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::engine::{self, Command};
 
 pub use crate::types::{
-    Config, Event, NatConfig, NatReport, Path, Reachability, RelayPolicy, RelayState,
-    SafetyNumbers, SendError, Sent, StartError,
+    Config, ContactError, Event, NatConfig, NatReport, Path, Reachability, RelayPolicy, RelayState,
+    ResolveError, SafetyNumbers, SendError, Sent, StartError,
 };
 
 pub(crate) struct Shared {
@@ -88,12 +88,12 @@ impl Node {
         let thread = std::thread::Builder::new()
             .name("tincan-node".into())
             .spawn(move || engine::run(identity, config, engine_shared, commands_rx, ready_tx))
-            .map_err(|e| StartError::Transport(e.to_string()))?;
+            .map_err(|e| StartError::Transport(e.into()))?;
         *shared.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
         match ready_rx.await {
             Ok(Ok(())) => Ok(Node { shared }),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(StartError::Transport("the network thread stopped".into())),
+            Err(_) => Err(StartError::Stopped),
         }
     }
 
@@ -163,9 +163,9 @@ impl Node {
     }
 
     /// The contact for `username`: from the store, or looked up in the phonebooks and pinned.
-    pub async fn resolve(&self, username: &Username) -> Result<Contact, SendError> {
+    pub async fn resolve(&self, username: &Username) -> Result<Contact, ResolveError> {
         if *username == self.shared.username {
-            return Err(SendError::ToSelf);
+            return Err(ResolveError::ToSelf);
         }
         if let Some(contact) = self.shared.store.contact_by_username(username).await? {
             return Ok(contact);
@@ -173,19 +173,14 @@ impl Node {
         match self.shared.directory.lookup(username).await {
             Ok(Some(found)) => {
                 if found.peer_id == self.shared.peer_id {
-                    return Err(SendError::ToSelf);
+                    return Err(ResolveError::ToSelf);
                 }
                 let addrs = found.record.as_ref().map(|r| r.addrs.clone()).unwrap_or_default();
-                self.add_contact(username, found.peer_id, addrs).await
+                Ok(self.add_contact(username, found.peer_id, addrs).await?)
             }
-            Ok(None) => Err(SendError::UnknownUser(username.clone())),
-            Err(crate::DirectoryError::Empty) => Err(SendError::Unresolvable {
-                username: username.clone(),
-                reason: "not a contact, and no phonebook is configured".into(),
-            }),
-            Err(e) => {
-                Err(SendError::Unresolvable { username: username.clone(), reason: e.to_string() })
-            }
+            Ok(None) => Err(ResolveError::UnknownUser(username.clone())),
+            Err(crate::DirectoryError::Empty) => Err(ResolveError::NoDirectory(username.clone())),
+            Err(reason) => Err(ResolveError::Unreachable { username: username.clone(), reason }),
         }
     }
 
@@ -197,7 +192,7 @@ impl Node {
         username: &Username,
         peer: PeerId,
         addrs: Vec<Multiaddr>,
-    ) -> Result<Contact, SendError> {
+    ) -> Result<Contact, StoreError> {
         let store = &self.shared.store;
         let peer_bytes = peer_bytes(&peer);
         let contact = match store.contact_by_username(username).await? {
@@ -218,7 +213,11 @@ impl Node {
     /// Trusts `expected`, the new key the phonebook showed for `username`, whose safety number
     /// the user compared: re-pins it, and delivery of the held messages resumes. Fails with
     /// [`StoreError::PendingKeyChanged`] if the pending key is another one by now.
-    pub async fn trust(&self, username: &Username, expected: PeerId) -> Result<Contact, SendError> {
+    pub async fn trust(
+        &self,
+        username: &Username,
+        expected: PeerId,
+    ) -> Result<Contact, ContactError> {
         let contact = self.contact(username).await?;
         let contact = self
             .shared
@@ -232,7 +231,7 @@ impl Node {
     /// Keeps `username`'s pinned key and rejects the new one the phonebook shows: messages go
     /// to the pinned key again (they wait until it is reachable), and a phonebook showing the
     /// rejected key again is ignored.
-    pub async fn reject(&self, username: &Username) -> Result<Contact, SendError> {
+    pub async fn reject(&self, username: &Username) -> Result<Contact, ContactError> {
         let contact = self.contact(username).await?;
         let contact = self.shared.store.reject_pending(contact.conversation, now()).await?;
         self.reload(contact.conversation).await;
@@ -245,7 +244,7 @@ impl Node {
         &self,
         conversation: ConversationId,
         notice: tincan_wire::Notice,
-    ) -> Result<(), SendError> {
+    ) -> Result<(), StoreError> {
         let (peer, addrs) = self.peer_of(conversation).await?;
         let _ = self.shared.commands.try_send(Command::Notice { peer, addrs, notice });
         Ok(())
@@ -253,7 +252,7 @@ impl Node {
 
     /// Dials the conversation's peer unless connected, so that presence shows whether it is
     /// there (`specs/delivery.md` §4.0).
-    pub async fn probe(&self, conversation: ConversationId) -> Result<(), SendError> {
+    pub async fn probe(&self, conversation: ConversationId) -> Result<(), StoreError> {
         let (peer, addrs) = self.peer_of(conversation).await?;
         if !self.is_connected(&peer) {
             let _ = self.shared.commands.try_send(Command::Probe { peer, addrs });
@@ -264,7 +263,7 @@ impl Node {
     async fn peer_of(
         &self,
         conversation: ConversationId,
-    ) -> Result<(PeerId, Vec<Multiaddr>), SendError> {
+    ) -> Result<(PeerId, Vec<Multiaddr>), StoreError> {
         let contact =
             self.shared.store.contact(conversation).await?.ok_or(StoreError::NoSuchConversation)?;
         let peer = PeerId::from_bytes(contact.peer_id.as_bytes())
@@ -274,7 +273,7 @@ impl Node {
     }
 
     /// Deletes a conversation: its messages, and the contact unless it is blocked.
-    pub async fn delete(&self, conversation: ConversationId) -> Result<Deleted, SendError> {
+    pub async fn delete(&self, conversation: ConversationId) -> Result<Deleted, StoreError> {
         let deleted = self.shared.store.delete_conversation(conversation).await?;
         let _ = self.shared.commands.send(Command::Forget(conversation)).await;
         if deleted == Deleted::KeptBlocked {
@@ -288,7 +287,7 @@ impl Node {
         &self,
         username: &Username,
         verified: bool,
-    ) -> Result<Contact, SendError> {
+    ) -> Result<Contact, ContactError> {
         let contact = self.contact(username).await?;
         Ok(self.shared.store.set_verified(contact.conversation, verified).await?)
     }
@@ -298,7 +297,7 @@ impl Node {
         &self,
         conversation: ConversationId,
         blocked: bool,
-    ) -> Result<Contact, SendError> {
+    ) -> Result<Contact, StoreError> {
         let contact = self.shared.store.set_blocked(conversation, blocked).await?;
         self.reload(conversation).await;
         Ok(contact)
@@ -306,7 +305,7 @@ impl Node {
 
     /// Sends again what the conversation's peer refused while it had us blocked: the same
     /// messages, with their ids and numbers. Returns how many.
-    pub async fn retry(&self, conversation: ConversationId) -> Result<usize, SendError> {
+    pub async fn retry(&self, conversation: ConversationId) -> Result<usize, StoreError> {
         let n = self.shared.store.requeue_refused(conversation).await?;
         if n > 0 {
             self.reload(conversation).await;
@@ -315,7 +314,7 @@ impl Node {
     }
 
     /// Accepts a message request: the peer becomes a contact under the name it claimed.
-    pub async fn accept(&self, conversation: ConversationId) -> Result<Contact, SendError> {
+    pub async fn accept(&self, conversation: ConversationId) -> Result<Contact, StoreError> {
         let contact = self.shared.store.accept_request(conversation).await?;
         self.reload(conversation).await;
         Ok(contact)
@@ -323,20 +322,17 @@ impl Node {
 
     /// The safety numbers we share with `username`: with the pinned key, and with the new key
     /// during a key change.
-    pub async fn safety_numbers(&self, username: &Username) -> Result<SafetyNumbers, SendError> {
+    pub async fn safety_numbers(&self, username: &Username) -> Result<SafetyNumbers, ContactError> {
         let contact = self.contact(username).await?;
-        safety_numbers(&self.shared.public_key, &contact).map_err(SendError::Store)
+        Ok(safety_numbers(&self.shared.public_key, &contact)?)
     }
 
     /// Users online, from the first phonebook that answers.
     pub async fn online(
         &self,
         limit: usize,
-    ) -> Result<Vec<tincan_phonebook_client::Found>, SendError> {
-        self.shared.directory.online(limit).await.map_err(|e| SendError::Unresolvable {
-            username: self.shared.username.clone(),
-            reason: e.to_string(),
-        })
+    ) -> Result<Vec<tincan_phonebook_client::Found>, crate::DirectoryError> {
+        self.shared.directory.online(limit).await
     }
 
     /// Publishes our record to the phonebooks now, rather than at the next refresh: for when a
@@ -357,12 +353,12 @@ impl Node {
         }
     }
 
-    async fn contact(&self, username: &Username) -> Result<Contact, SendError> {
+    async fn contact(&self, username: &Username) -> Result<Contact, ContactError> {
         self.shared
             .store
             .contact_by_username(username)
             .await?
-            .ok_or_else(|| SendError::UnknownUser(username.clone()))
+            .ok_or_else(|| ContactError::NotAContact(username.clone()))
     }
 
     async fn reload(&self, conversation: ConversationId) {

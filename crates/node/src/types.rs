@@ -285,11 +285,17 @@ pub enum StartError {
         /// The address.
         addr: Multiaddr,
         /// Why.
-        reason: String,
+        reason: std::io::Error,
     },
-    /// The transport could not be built.
+    /// The transport or the network thread could not be set up.
     #[error("cannot start the network: {0}")]
-    Transport(String),
+    Transport(Box<dyn std::error::Error + Send + Sync>),
+    /// A listener came up without an address in time.
+    #[error("no listen address after {0:?}")]
+    NoListenAddress(std::time::Duration),
+    /// The network thread stopped before it was ready.
+    #[error("the network thread stopped")]
+    Stopped,
 }
 
 /// Why a message was not queued.
@@ -299,26 +305,50 @@ pub enum SendError {
     /// The text breaks the rules of `specs/wire.md` §4.3.
     #[error(transparent)]
     InvalidText(#[from] InvalidValue),
+    /// The recipient is not a contact, and could not be found.
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a username is not a contact, nor could become one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
     /// No phonebook knows this username, and it is not a contact.
     #[error("no such user: {0}")]
     UnknownUser(Username),
-    /// The username is not a contact and could not be looked up.
+    /// The username is not a contact, and there is nowhere to look it up.
+    #[error("{0} is not a contact, and no phonebook is configured")]
+    NoDirectory(Username),
+    /// The username is not a contact, and no phonebook could be asked.
     #[error("cannot find {username}: {reason}")]
-    Unresolvable {
+    Unreachable {
         /// The username.
         username: Username,
         /// Why.
-        reason: String,
+        reason: crate::DirectoryError,
     },
-    /// That username is us.
+    /// That username is us (or a phonebook binds it to our key).
     #[error("that is you")]
     ToSelf,
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The node has stopped.
-    #[error("the node has stopped")]
-    Stopped,
+}
+
+/// Why something could not be done to a contact named by its username.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContactError {
+    /// Nobody by that name is a contact.
+    #[error("{0} is not a contact")]
+    NotAContact(Username),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The safety numbers to compare with a contact: the pinned key's, and during a key change
