@@ -135,12 +135,12 @@ impl Refused {
     }
 }
 
-/// Fails with a clear message when another process owns the profile: `what` (the chat screen,
-/// a bot) runs the node itself and cannot yet be a client of another owner.
+/// Fails with a clear message when another process owns the profile and this one would be
+/// `what`, a second owner (another daemon).
 pub async fn refuse_second_owner(profile: &Profile, what: &str) -> anyhow::Result<()> {
     if owner(profile).await.is_some() {
         anyhow::bail!(
-            "profile {:?} is already running in another tincan (a daemon or a chat screen): {what} cannot attach to it yet. Use `tincan send`, `log`, `inbox`, `verify` and `trust`, which work beside it, or stop it first (`tincan --profile {} daemon --stop` for a daemon)",
+            "profile {:?} is already running in another tincan (a daemon or a chat screen), so {what} is not needed: every tincan command of the profile works through it. To stop a daemon: `tincan --profile {} daemon --stop`",
             profile.name,
             profile.name
         );

@@ -662,42 +662,101 @@ pub async fn export(
 }
 
 /// `bot echo`: answers every message, accepting requests, until interrupted. Like the chat
-/// screen, it creates the identity on its first run.
+/// screen, it creates the identity on its first run. When another tincan owns the profile (a
+/// daemon, a chat screen), the bot is its client; either way it works through the API's calls
+/// and notifications, as a bot in another language would.
 pub async fn echo_bot(profile: &Profile, global: &Global) -> anyhow::Result<()> {
-    crate::backend::refuse_second_owner(profile, "the echo bot").await?;
-    let unlocked = if profile.exists() {
-        profile::unlock(profile, PasswordSource::from(global)?).await?
-    } else {
-        create(profile, global, None).await?
+    let (backend, mut feed, me) = match crate::backend::owner(profile).await {
+        Some(client) => {
+            let status: api::Status = client.call_as(Call::Status(api::Empty {})).await?;
+            let rx = client.notifications().context("notifications taken twice")?;
+            let _: api::Empty = client.call_as(Call::Subscribe(api::Empty {})).await?;
+            eprintln!(
+                "Echo bot {} is running through the tincan that owns this profile. Ctrl-C stops it.",
+                format::clean_line(&status.username)
+            );
+            (Backend::Remote(client), Feed::Remote(rx), status.username)
+        }
+        None => {
+            let unlocked = if profile.exists() {
+                profile::unlock(profile, PasswordSource::from(global)?).await?
+            } else {
+                create(profile, global, None).await?
+            };
+            let me = unlocked.username.as_str().to_owned();
+            let session = Session::start(profile, unlocked).await?;
+            eprintln!("Echo bot {me} is running ({}). Ctrl-C stops it.", session.node.peer_id());
+            let feed = Feed::Own(session.node.subscribe(), session.service.clone());
+            (Backend::Local { service: session.service.clone(), session: Some(session) }, feed, me)
+        }
     };
-    let me = unlocked.username.clone();
-    let session = Session::start(profile, unlocked).await?;
-    eprintln!("Echo bot {me} is running ({}). Ctrl-C stops it.", session.node.peer_id());
-    let mut events = session.node.subscribe();
-    loop {
-        let event = tokio::select! {
-            event = events.recv() => event,
-            _ = tokio::signal::ctrl_c() => break,
+    tracing::info!(%me, "echo bot ready");
+    let result = loop {
+        let next = tokio::select! {
+            next = feed.next() => next,
+            _ = tokio::signal::ctrl_c() => break Ok(()),
         };
-        let Ok(Event::Received { conversation, username, entry, request }) = event else {
+        let notification = match next {
+            Some(Some(n)) => n,
+            Some(None) => continue,
+            None if backend.is_remote() => {
+                break Err(anyhow::anyhow!("the tincan that owned this profile went away"));
+            }
+            None => break Ok(()),
+        };
+        let api::Notification::Message { contact, conversation, request, entry } = notification
+        else {
             continue;
         };
-        if request && let Err(e) = session.node.accept(conversation).await {
-            tracing::warn!(error = %e, "accepting a request failed");
+        if entry.direction != "incoming" {
             continue;
         }
-        let reply = format!("echo: {}", entry.text.as_str());
-        let reply = if reply.len() > tincan_wire::MAX_TEXT_LEN {
-            entry.text.as_str().to_owned()
-        } else {
-            reply
-        };
-        if let Err(e) = session.node.send(&username, &reply).await {
+        if request {
+            let accept = Call::Accept(api::AcceptParams { who: conversation, anyway: false });
+            if let Err(e) = backend.call::<api::Contact>(accept).await {
+                tracing::warn!(error = %e, "accepting a request failed");
+                continue;
+            }
+        }
+        let reply = format!("echo: {}", entry.text);
+        let reply = if reply.len() > tincan_wire::MAX_TEXT_LEN { entry.text } else { reply };
+        let send =
+            Call::Send(api::SendParams { to: contact, text: reply, wait: false, timeout_ms: None });
+        if let Err(e) = backend.call::<api::Sent>(send).await {
             tracing::warn!(error = %e, "echoing failed");
         }
+    };
+    backend.close().await;
+    result
+}
+
+/// Notifications, from the owner or from the node this process runs.
+enum Feed {
+    /// The owner's.
+    Remote(tokio::sync::mpsc::Receiver<api::Notice>),
+    /// Our node's events, said as the API says them.
+    Own(tokio::sync::broadcast::Receiver<Event>, std::sync::Arc<tincan_daemon::Service>),
+}
+
+impl Feed {
+    /// The next notification; `Some(None)` for one to skip, `None` once none will come.
+    async fn next(&mut self) -> Option<Option<api::Notification>> {
+        match self {
+            Feed::Remote(rx) => match rx.recv().await? {
+                api::Notice::Event(n) => Some(Some(*n)),
+                api::Notice::Closed => None,
+                _ => Some(None),
+            },
+            Feed::Own(rx, service) => match rx.recv().await {
+                Ok(event) => Some(service.notification(&event)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "the echo bot missed events");
+                    Some(None)
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+            },
+        }
     }
-    session.stop().await;
-    Ok(())
 }
 
 /// `doctor`: whether others can reach us, and what to do if they cannot. Returns the exit code.
@@ -707,61 +766,90 @@ pub async fn doctor(
     wait: u64,
     json: bool,
 ) -> anyhow::Result<i32> {
-    crate::backend::refuse_second_owner(profile, "doctor (it probes with a node of its own)")
-        .await?;
-    let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
-    let me = unlocked.username.clone();
-    // Probe at once and often: this is all the command is for.
-    let mut profile = profile.clone();
-    profile.nat.probe_delay = Duration::from_millis(500);
-    profile.nat.probe_interval = Duration::from_secs(2);
-    let session = Session::start(&profile, unlocked).await?;
-    let node = session.node.clone();
-    let phonebook = phonebook(&profile)?;
+    let phonebook = phonebook(profile)?;
     let info = phonebook.info().await;
     let relay = match &info {
         Ok(_) => phonebook.relay().await.ok().flatten(),
         Err(_) => None,
     };
-    if !json {
-        eprintln!("Checking how others reach {me} (up to {wait} s)…");
-    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.max(1));
     // Wait until the probes settle: reachability known and, behind NAT, a reservation held
     // or refused.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.max(1));
-    let mut events = node.subscribe();
-    let settled = |report: &tincan_node::NatReport| match (&report.reachability, &report.relay) {
-        // One dial-back that succeeded proves it.
-        (tincan_node::Reachability::Public(_), _) => true,
-        (tincan_node::Reachability::Private, Some(r)) => r.reserved || r.last_error.is_some(),
-        (tincan_node::Reachability::Private, None) => true,
-        (tincan_node::Reachability::Unknown, _) => false,
-    };
-    let mut published = None;
-    while relay.is_some() && !settled(&node.nat()) {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Ok(Event::Published { addrs, .. })) => published = Some(addrs),
-            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-            Ok(Err(_)) | Err(_) => break,
-        }
-    }
-    let report = node.nat();
-    // Publish what we found, so that the phonebook has the relayed address too.
-    node.republish();
-    let republished = tokio::time::timeout(Duration::from_secs(3), async {
-        loop {
-            match events.recv().await {
-                Ok(Event::Published { addrs, .. }) => return Some(addrs),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-                _ => {}
+    let settled = |report: &tincan_node::NatReport| {
+        relay.is_none()
+            || match (&report.reachability, &report.relay) {
+                // One dial-back that succeeded proves it.
+                (tincan_node::Reachability::Public(_), _) => true,
+                (tincan_node::Reachability::Private, Some(r)) => {
+                    r.reserved || r.last_error.is_some()
+                }
+                (tincan_node::Reachability::Private, None) => true,
+                (tincan_node::Reachability::Unknown, _) => false,
             }
+    };
+    let (me, report, listen, published) = match crate::backend::owner(profile).await {
+        // The owner's node has probed since it started: ask it, until its report settles.
+        Some(client) => {
+            let status: api::Status = client.call_as(Call::Status(api::Empty {})).await?;
+            let me = status.username;
+            if !json {
+                eprintln!(
+                    "Asking the tincan that owns this profile how others reach {} (up to {wait} s)…",
+                    format::clean_line(&me)
+                );
+            }
+            let report = loop {
+                let nat: api::Nat = client.call_as(Call::Nat(api::Empty {})).await?;
+                let report = nat_report(&nat)?;
+                if settled(&report) || tokio::time::Instant::now() >= deadline {
+                    break report;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+            (me, report, status.listen, None)
         }
-    });
-    if let Ok(Some(addrs)) = republished.await {
-        published = Some(addrs);
-    }
-    let listen: Vec<String> = node.listen_addrs().iter().map(|a| a.to_string()).collect();
-    session.stop().await;
+        None => {
+            let unlocked = profile::unlock(profile, PasswordSource::from(global)?).await?;
+            let me = unlocked.username.as_str().to_owned();
+            // Probe at once and often: this is all the command is for.
+            let mut profile = profile.clone();
+            profile.nat.probe_delay = Duration::from_millis(500);
+            profile.nat.probe_interval = Duration::from_secs(2);
+            let session = Session::start(&profile, unlocked).await?;
+            let node = session.node.clone();
+            if !json {
+                eprintln!("Checking how others reach {me} (up to {wait} s)…");
+            }
+            let mut events = node.subscribe();
+            let mut published = None;
+            while !settled(&node.nat()) {
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Ok(Ok(Event::Published { addrs, .. })) => published = Some(addrs),
+                    Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
+            let report = node.nat();
+            // Publish what we found, so that the phonebook has the relayed address too.
+            node.republish();
+            let republished = tokio::time::timeout(Duration::from_secs(3), async {
+                loop {
+                    match events.recv().await {
+                        Ok(Event::Published { addrs, .. }) => return Some(addrs),
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                        _ => {}
+                    }
+                }
+            });
+            if let Ok(Some(addrs)) = republished.await {
+                published = Some(addrs);
+            }
+            let listen: Vec<String> = node.listen_addrs().iter().map(|a| a.to_string()).collect();
+            session.stop().await;
+            (me, report, listen, published)
+        }
+    };
+    let profile = profile.clone();
 
     let diagnosis = diagnose(&report, info.is_ok(), relay.is_some(), profile.phonebook.is_none());
     if json {
@@ -835,6 +923,29 @@ pub async fn doctor(
         }
     }
     Ok(if diagnosis.reachable { 0 } else { 6 })
+}
+
+/// The owner's NAT report (`nat`), as the node gives it.
+fn nat_report(nat: &api::Nat) -> anyhow::Result<tincan_node::NatReport> {
+    use tincan_node::Reachability;
+    let unreadable = || anyhow::anyhow!("the owner's NAT report does not parse");
+    let reachability = match (nat.reachability.as_str(), &nat.public_addr) {
+        ("public", Some(addr)) => Reachability::Public(addr.parse().map_err(|_| unreadable())?),
+        ("private", _) => Reachability::Private,
+        ("unknown", _) => Reachability::Unknown,
+        _ => return Err(unreadable()),
+    };
+    let relay = match &nat.relay {
+        Some(r) => Some(tincan_node::RelayState {
+            peer_id: r.peer_id.parse().map_err(|_| unreadable())?,
+            addr: r.addr.parse().map_err(|_| unreadable())?,
+            reserved: r.reserved,
+            last_error: r.error.clone(),
+        }),
+        None => None,
+    };
+    let confidence = nat.confidence as usize;
+    Ok(tincan_node::NatReport { reachability, confidence, relay })
 }
 
 fn session_url(profile: &Profile) -> String {

@@ -202,6 +202,46 @@ fn doctor_reports_reachability_and_advice() {
     assert!(text.contains("--relay"), "the advice names the fix: {text}");
 }
 
+/// Issue 11: with a daemon owning the profile, `bot echo` and `doctor` are its clients rather
+/// than refused: the bot answers through the daemon's node, and `doctor` reports what that node
+/// learnt of its reachability.
+#[test]
+fn issue_11_the_echo_bot_and_doctor_work_through_a_daemon() {
+    let world = World::new();
+    let relay = ["--relay", "--relay-listen", "/ip4/127.0.0.1/tcp/0", "--relay-probe-private"];
+    let pb = Phonebook::start_with(&world.dir.path().join("pb"), &relay);
+    let at = ["--phonebook", pb.url.as_str(), "--listen", "/ip4/127.0.0.1/tcp/0"];
+    world.init("alice", &at[..2]);
+    world.init("bob", &at[..2]);
+    let daemon = world.spawn("alice", &[&at[..], &["daemon"]].concat(), "the API is on");
+    let bot = world.spawn(
+        "alice",
+        &[&at[..2], &["bot", "echo"]].concat(),
+        "through the tincan that owns this profile",
+    );
+    let bob = world.spawn("bob", &[&at[..], &["daemon"]].concat(), "the API is on");
+    let out = world.run("bob", &["send", "alice", "hello", "bot"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = world.run("bob", &["log", "alice"]);
+        if stdout(&out).contains("alice: echo: hello bot") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no echo: {}", stdout(&out));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
+    let out = world.run("alice", &[&at[..2], &["doctor", "--wait", "30"]].concat());
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(stderr(&out).contains("Asking the tincan that owns this profile"), "{}", stderr(&out));
+    assert!(text.contains("Reachability  public, dialable at /ip4/127.0.0.1/tcp/"), "{text}");
+    bot.interrupt();
+    daemon.interrupt();
+    bob.interrupt();
+}
+
 /// Issue 16: `log` shows full dates, in text and JSON, and `--grep` finds messages in the
 /// whole conversation; a text longer than one message is sent as several, none cut; the echo
 /// bot of the README creates its identity on its first run.
