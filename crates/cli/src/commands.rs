@@ -800,7 +800,8 @@ pub async fn doctor(
             }
             let report = loop {
                 let nat: api::Nat = client.call_as(Call::Nat(api::Empty {})).await?;
-                let report = nat_report(&nat)?;
+                let report = tincan_daemon::names::nat_report(&nat)
+                    .context("the owner's NAT report does not parse")?;
                 if settled(&report) || tokio::time::Instant::now() >= deadline {
                     break report;
                 }
@@ -923,29 +924,6 @@ pub async fn doctor(
         }
     }
     Ok(if diagnosis.reachable { 0 } else { 6 })
-}
-
-/// The owner's NAT report (`nat`), as the node gives it.
-fn nat_report(nat: &api::Nat) -> anyhow::Result<tincan_node::NatReport> {
-    use tincan_node::Reachability;
-    let unreadable = || anyhow::anyhow!("the owner's NAT report does not parse");
-    let reachability = match (nat.reachability.as_str(), &nat.public_addr) {
-        ("public", Some(addr)) => Reachability::Public(addr.parse().map_err(|_| unreadable())?),
-        ("private", _) => Reachability::Private,
-        ("unknown", _) => Reachability::Unknown,
-        _ => return Err(unreadable()),
-    };
-    let relay = match &nat.relay {
-        Some(r) => Some(tincan_node::RelayState {
-            peer_id: r.peer_id.parse().map_err(|_| unreadable())?,
-            addr: r.addr.parse().map_err(|_| unreadable())?,
-            reserved: r.reserved,
-            last_error: r.error.clone(),
-        }),
-        None => None,
-    };
-    let confidence = nat.confidence as usize;
-    Ok(tincan_node::NatReport { reachability, confidence, relay })
 }
 
 fn session_url(profile: &Profile) -> String {

@@ -238,12 +238,7 @@ pub fn refusal(code: u64, reason: &str) -> String {
 
 /// What a phonebook said of a request's claimed name (the API's `claim`), in words.
 pub fn claim_words(claim: &str) -> &'static str {
-    match claim {
-        "confirmed" => Claim::Confirmed.describe(),
-        "other-key" => Claim::OtherKey.describe(),
-        "unregistered" => Claim::Unregistered.describe(),
-        _ => Claim::Unchecked.describe(),
-    }
+    tincan_daemon::names::claim_of(claim).describe()
 }
 
 /// An API contact's state in words: `verified`, `not verified`, `KEY CHANGED`, `request`,
@@ -274,18 +269,8 @@ pub fn impostor(contact: &Contact) -> bool {
 /// The last characters of a contact's PeerId: enough to tell apart requests claiming one name,
 /// and to name one on the command line (`tincan accept …Ab12Cd34`).
 pub fn key_id(contact: &Contact) -> String {
-    let text = libp2p_identity::PeerId::from_bytes(contact.peer_id.as_bytes())
-        .map(|p| p.to_base58())
-        .unwrap_or_else(|_| {
-            contact.peer_id.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
-        });
-    let tail: String =
-        text.chars().rev().take(KEY_ID_LEN).collect::<Vec<_>>().into_iter().rev().collect();
-    format!("…{tail}")
+    tincan_daemon::names::key_id(&contact.peer_id)
 }
-
-/// Characters of a PeerId's end that [`key_id`] shows.
-pub const KEY_ID_LEN: usize = 8;
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@
 //! Nothing that unlocks the profile ever crosses the socket: clients are the owning user's
 //! processes, checked by their uid (`SO_PEERCRED`) as well as by the socket's mode.
 
+pub mod names;
 pub mod server;
 pub mod service;
 

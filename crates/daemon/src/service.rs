@@ -11,18 +11,16 @@ use serde::Serialize;
 use serde_json::Value;
 use tincan_api as api;
 use tincan_api::{Call, RpcError};
+
+use crate::names::{KEY_ID_LEN, base58, claim_name, key_id, nat};
 use tincan_identity::PublicKey;
-use tincan_node::{
-    ContactError, DirectoryError, Event, Node, Reachability, ResolveError, SendError,
-};
+use tincan_node::{ContactError, DirectoryError, Event, Node, ResolveError, SendError};
 use tincan_store::{
     Claim, Contact, ContactKind, Direction, Health, LogEntry, Status, Store, StoreError,
 };
 use tincan_wire::{PeerIdBytes, UnixMillis, Username};
 use tokio::sync::{broadcast, watch};
 
-/// Characters of a PeerId's end that name a contact (`…Ab12Cd34`): [`api::Contact::key_id`].
-pub const KEY_ID_LEN: usize = 8;
 /// Most entries one `log` call returns.
 pub const MAX_LOG_PAGE: u32 = 500;
 /// Most unread messages `inbox` returns per conversation.
@@ -757,53 +755,12 @@ fn refusal(status: &Status) -> Option<api::Refusal> {
     }
 }
 
-fn claim_name(claim: Claim) -> &'static str {
-    match claim {
-        Claim::Confirmed => "confirmed",
-        Claim::OtherKey => "other-key",
-        Claim::Unregistered => "unregistered",
-        _ => "unchecked",
-    }
-}
-
 fn health_name(health: Health) -> &'static str {
     match health {
         Health::Ok => "ok",
         Health::DiskFull => "disk-full",
         _ => "failing",
     }
-}
-
-fn nat(report: &tincan_node::NatReport) -> api::Nat {
-    let (reachability, public_addr) = match &report.reachability {
-        Reachability::Public(addr) => ("public", Some(addr.to_string())),
-        Reachability::Private => ("private", None),
-        _ => ("unknown", None),
-    };
-    api::Nat {
-        reachability: reachability.to_owned(),
-        public_addr,
-        confidence: u32::try_from(report.confidence).unwrap_or(u32::MAX),
-        relay: report.relay.as_ref().map(|r| api::RelayState {
-            peer_id: r.peer_id.to_base58(),
-            addr: r.addr.to_string(),
-            reserved: r.reserved,
-            error: r.last_error.clone(),
-        }),
-    }
-}
-
-fn base58(peer: &PeerIdBytes) -> String {
-    PeerId::from_bytes(peer.as_bytes())
-        .map(|p| p.to_base58())
-        .unwrap_or_else(|_| peer.as_bytes().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// The end of a PeerId, `…Ab12Cd34`.
-pub fn key_id(peer: &PeerIdBytes) -> String {
-    let text = base58(peer);
-    let start = text.len().saturating_sub(KEY_ID_LEN);
-    format!("…{}", &text[start..])
 }
 
 fn peer_bytes(peer: &PeerId) -> PeerIdBytes {

@@ -5,8 +5,9 @@
 use anyhow::Context;
 use libp2p_identity::PeerId;
 use tincan_api::{self as api, Call, Client, Notice, Notification};
+use tincan_daemon::names;
 use tincan_node::{Event, Path};
-use tincan_store::{Claim, Contact, ContactKind, ConversationId, Direction, LogEntry, Status};
+use tincan_store::{Contact, ContactKind, ConversationId, Direction, LogEntry, Status};
 use tincan_wire::{MessageId, PeerIdBytes, Seq, Text, UnixMillis, Username};
 use tokio::sync::{broadcast, mpsc};
 
@@ -469,15 +470,6 @@ fn path(name: &str) -> Option<Path> {
     }
 }
 
-fn claim(name: &str) -> Claim {
-    match name {
-        "confirmed" => Claim::Confirmed,
-        "other-key" => Claim::OtherKey,
-        "unregistered" => Claim::Unregistered,
-        _ => Claim::Unchecked,
-    }
-}
-
 /// The owner's contact as the screen's state holds it. What the API does not carry (key
 /// change history, counters of the delivery engine) the screen does not use.
 fn contact(c: &api::Contact) -> anyhow::Result<Contact> {
@@ -496,7 +488,7 @@ fn contact(c: &api::Contact) -> anyhow::Result<Contact> {
         log_len: c.messages,
         unread: c.unread,
         addrs: Vec::new(),
-        claim: claim(&c.claim),
+        claim: names::claim_of(&c.claim),
         rejected_keys: c
             .rejected_keys
             .iter()
@@ -508,16 +500,7 @@ fn contact(c: &api::Contact) -> anyhow::Result<Contact> {
 
 /// The owner's entry as the store holds it.
 fn entry(e: &api::Entry) -> anyhow::Result<LogEntry> {
-    let status = match e.status.as_str() {
-        "queued" => Status::Queued,
-        "sent" => Status::Sent,
-        "delivered" => Status::Delivered { at: UnixMillis(0) },
-        "failed" => Status::Failed {
-            code: e.refusal.as_ref().map_or(0, |r| r.code),
-            reason: e.refusal.as_ref().map(|r| r.reason.clone()).unwrap_or_default(),
-        },
-        _ => Status::Received,
-    };
+    let status = names::status_of(&e.status, e.refusal.as_ref()).unwrap_or(Status::Received);
     let incoming = e.direction == "incoming";
     Ok(LogEntry {
         position: e.position,
@@ -549,15 +532,9 @@ fn event(n: Notification) -> Option<anyhow::Result<Event>> {
             Notification::Status { conversation: conv, id, status, refusal } => Event::Status {
                 conversation: conversation(&conv)?,
                 id: MessageId(bytes16(&id).context("a message id")?),
-                status: match status.as_str() {
-                    "queued" => Status::Queued,
-                    "sent" => Status::Sent,
-                    "delivered" => Status::Delivered { at: UnixMillis(0) },
-                    "failed" => Status::Failed {
-                        code: refusal.as_ref().map_or(0, |r| r.code),
-                        reason: refusal.map(|r| r.reason).unwrap_or_default(),
-                    },
-                    _ => return Ok(None),
+                status: match names::status_of(&status, refusal.as_ref()) {
+                    Some(status) => status,
+                    None => return Ok(None),
                 },
             },
             Notification::Presence { contact, peer_id, online, path: p } => {
@@ -581,7 +558,7 @@ fn event(n: Notification) -> Option<anyhow::Result<Event>> {
                     conversation: conversation(&conv)?,
                     peer_id: peer(&peer_id)?,
                     claimed: username(&claimed)?,
-                    claim: claim(&c),
+                    claim: names::claim_of(&c),
                 }
             }
             Notification::Ended { contact, conversation: conv } => Event::Notice {
