@@ -67,17 +67,16 @@ fn main() {
             delivered.wait(&[sent.id].into()).await;
         }
 
-        // Baseline: queue in process, wait for the delivered event.
+        // One at a time, the two paths alternating round by round so that the machine's noise
+        // falls on both. Baseline: queue in process, wait for the delivered event. Through the
+        // socket: `send` with `wait`, answered once delivered.
         let mut direct = Vec::with_capacity(ROUNDS);
+        let mut api = Vec::with_capacity(ROUNDS);
         for i in 0..ROUNDS {
             let t = Instant::now();
             let sent = alice.send(&bob_name, &format!("direct {i}")).await.unwrap();
             delivered.wait(&[sent.id].into()).await;
             direct.push(t.elapsed());
-        }
-        // Through the socket: `send` with `wait`, answered once delivered.
-        let mut api = Vec::with_capacity(ROUNDS);
-        for i in 0..ROUNDS {
             let t = Instant::now();
             let sent: tincan_api::Sent = client
                 .call_as(Call::Send(tincan_api::SendParams {
@@ -93,22 +92,44 @@ fn main() {
         }
         direct.sort();
         api.sort();
+        // What the socket itself costs: a call that does no work (`status`), round trip.
+        let mut bare = Vec::with_capacity(ROUNDS);
+        for _ in 0..ROUNDS {
+            let t = Instant::now();
+            client.call(Call::Status(tincan_api::Empty {})).await.unwrap();
+            bare.push(t.elapsed());
+        }
+        bare.sort();
 
-        // Throughput: queue BURST messages as fast as possible, until all are delivered.
+        // Throughput: BURST messages queued with 16 sends in flight at a time (the server's
+        // limit per client), until all are delivered; in process first, then through the API.
         let t = Instant::now();
         let mut ids = std::collections::HashSet::new();
+        let mut pending: tokio::task::JoinSet<tincan_wire::MessageId> = tokio::task::JoinSet::new();
         for i in 0..BURST {
-            let sent = alice.send(&bob_name, &format!("burst direct {i}")).await.unwrap();
-            ids.insert(sent.id);
+            if pending.len() == 16 {
+                ids.insert(pending.join_next().await.unwrap().unwrap());
+            }
+            let (alice, bob_name) = (alice.clone(), bob_name.clone());
+            pending.spawn(async move {
+                alice.send(&bob_name, &format!("burst direct {i}")).await.unwrap().id
+            });
+        }
+        while let Some(id) = pending.join_next().await {
+            ids.insert(id.unwrap());
         }
         delivered.wait(&ids).await;
         let direct_rate = BURST as f64 / t.elapsed().as_secs_f64();
         let t = Instant::now();
         let mut ids = std::collections::HashSet::new();
-        let mut pending = Vec::new();
+        let mut pending: tokio::task::JoinSet<tincan_api::Sent> = tokio::task::JoinSet::new();
         for i in 0..BURST {
+            if pending.len() == 16 {
+                let sent = pending.join_next().await.unwrap().unwrap();
+                ids.insert(sent.messages[0].id.parse::<Hex>().unwrap().0);
+            }
             let client = client.clone();
-            pending.push(async move {
+            pending.spawn(async move {
                 client
                     .call_as::<tincan_api::Sent>(Call::Send(tincan_api::SendParams {
                         to: "bob".into(),
@@ -119,15 +140,9 @@ fn main() {
                     .await
                     .unwrap()
             });
-            // At most 16 calls in flight, as the server allows.
-            if pending.len() == 16 {
-                for sent in futures_join(std::mem::take(&mut pending)).await {
-                    ids.insert(sent.messages[0].id.parse::<Hex>().unwrap().0);
-                }
-            }
         }
-        for sent in futures_join(pending).await {
-            ids.insert(sent.messages[0].id.parse::<Hex>().unwrap().0);
+        while let Some(sent) = pending.join_next().await {
+            ids.insert(sent.unwrap().messages[0].id.parse::<Hex>().unwrap().0);
         }
         let ids: std::collections::HashSet<tincan_wire::MessageId> =
             ids.into_iter().map(tincan_wire::MessageId).collect();
@@ -147,23 +162,16 @@ fn main() {
             ms(percentile(&api, 0.99))
         );
         println!(
-            "({ROUNDS} one-at-a-time rounds each; the API sends 16 calls at a time in the burst)"
+            "| API socket, `status` (no work: the socket's round trip) | {} | {} | |",
+            ms(percentile(&bare, 0.5)),
+            ms(percentile(&bare, 0.99))
+        );
+        println!(
+            "({ROUNDS} one-at-a-time rounds each, alternating; 16 sends in flight on both paths in the burst)"
         );
         alice.shutdown().await;
         bob.shutdown().await;
     });
-}
-
-async fn futures_join<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut handles = Vec::with_capacity(futures.len());
-    let mut out = Vec::with_capacity(futures.len());
-    for f in futures {
-        handles.push(Box::pin(f));
-    }
-    for h in handles {
-        out.push(h.await);
-    }
-    out
 }
 
 /// A message id in hex, as the API gives it.
