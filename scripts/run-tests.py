@@ -23,6 +23,9 @@ import threading
 import time
 
 JOBS = max(1, int(os.environ.get("TEST_JOBS", "3")))
+# The binaries that take minutes (they drive real processes and terminals), started first so
+# that the rest fill the gaps beside them.
+SLOW = ["cli cli", "cli tui", "cli hardening", "node delivery", "node nat", "node relay"]
 
 
 def build():
@@ -62,8 +65,12 @@ def run(name, exe, cwd, env):
 
 def main():
     binaries = build()
-    # Integration tests (the slow ones) first, so the short unit tests fill the gaps.
-    binaries.sort(key=lambda b: 0 if "test" in b[3] else 1)
+    # The slow ones first, then the other integration tests, then the unit tests.
+    def order(b):
+        if b[0] in SLOW:
+            return (0, SLOW.index(b[0]))
+        return (1 if "test" in b[3] else 2, 0)
+    binaries.sort(key=order)
     print(f"running {len(binaries)} test binaries, {JOBS} at a time", flush=True)
     lock = threading.Lock()
     failed = []

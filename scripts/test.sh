@@ -16,8 +16,9 @@ cargo fmt --all --check
 step "cargo clippy (all targets, warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test"
-cargo test --workspace --locked
+step "cargo test (the test binaries three at a time: scripts/run-tests.py; then the doc tests)"
+python3 scripts/run-tests.py
+cargo test --workspace --locked --doc
 
 if [ "${SCHEMATHESIS:-1}" != 0 ]; then
   step "schemathesis against a real phonebook (bounded; SCHEMATHESIS=0 skips)"

@@ -718,9 +718,10 @@ fn issue_11_a_killed_daemon_is_offered_to_restart_by_its_chat_screen() {
     tmux.wait_for("Password for alice");
     let password = std::fs::read_to_string(world.password_file()).unwrap();
     tmux.type_line(password.trim());
-    let screen = tmux.wait_for("echo: before the kill");
+    // The status line, drawn last, says the conversation is open again.
+    let screen = tmux.wait_for("Chatting with bob");
     println!("restarted here:\n{screen}");
-    assert!(screen.contains("Chatting with bob"), "the conversation is open again: {screen}");
+    assert!(screen.contains("echo: before the kill"), "the conversation so far: {screen}");
     assert!(!screen.contains("already runs this profile"), "the owner now: {screen}");
     tmux.type_line("after the restart");
     tmux.wait_for("echo: after the restart");
