@@ -1063,7 +1063,6 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let n = batch.len() as u64;
         if *cell.health.borrow() != Health::Ok {
             // Still full: fail fast, with what the user should hear.
             let error = match *cell.health.borrow() {
@@ -1075,11 +1074,8 @@ fn writer_loop(
             }
             continue;
         }
-        match commit_batch(cell, keys, &mut batch, options.durability) {
-            Ok(()) => {
-                commits.fetch_add(1, Ordering::Relaxed);
-                writes.fetch_add(n, Ordering::Relaxed);
-            }
+        match commit_batch(cell, keys, &mut batch, options.durability, (commits, writes)) {
+            Ok(()) => {}
             // `health()` says it (`commit_batch` did, before answering). The file is reopened at
             // once, so that reads go on; from now on the store looks for room.
             Err(_) if cell.path.is_some() => {
@@ -1167,7 +1163,9 @@ fn commit_batch(
     keys: &Keys,
     batch: &mut Vec<Job>,
     durability: Durability,
+    (commits, writes): (&AtomicU64, &AtomicU64),
 ) -> Result<(), StoreError> {
+    let n = batch.len() as u64;
     let begin = cell.get().and_then(|db| match &*db {
         Db::Writable(db) => {
             let mut txn = db.begin_write().map_err(StoreError::storage)?;
@@ -1224,6 +1222,12 @@ fn commit_batch(
             cell.health.send_replace(Health::Failing);
         }
         _ => {}
+    }
+    // Counted before anyone is answered: a caller that reads the counters after its write
+    // was answered sees it counted.
+    if result.is_ok() {
+        commits.fetch_add(1, Ordering::Relaxed);
+        writes.fetch_add(n, Ordering::Relaxed);
     }
     for completion in completions {
         completion(result.clone());
