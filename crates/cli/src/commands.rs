@@ -691,10 +691,17 @@ pub async fn echo_bot(profile: &Profile, global: &Global) -> anyhow::Result<()> 
         }
     };
     tracing::info!(%me, "echo bot ready");
+    // Listening from now on: a signal that comes while a message is being answered is not
+    // lost (a `ctrl_c()` made anew in each turn of the loop would miss it).
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("listening for SIGINT")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
     let result = loop {
         let next = tokio::select! {
             next = feed.next() => next,
-            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = interrupt.recv() => break Ok(()),
+            _ = terminate.recv() => break Ok(()),
         };
         let notification = match next {
             Some(Some(n)) => n,

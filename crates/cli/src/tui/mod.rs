@@ -242,6 +242,10 @@ async fn event_loop(
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("SIGTERM")?;
+    // Made once, before the loop: a SIGINT that comes while an action runs is not lost.
+    #[cfg(unix)]
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("SIGINT")?;
     let mut title = String::new();
     let mut probed = std::time::Instant::now();
     let result = loop {
@@ -293,8 +297,8 @@ async fn event_loop(
                     _ => None,
                 }
             },
-            _ = tokio::signal::ctrl_c() => Some(Action::Quit),
-            _ = sigterm(&mut term) => Some(Action::Quit),
+            _ = signalled(&mut interrupt) => Some(Action::Quit),
+            _ = signalled(&mut term) => Some(Action::Quit),
         };
         if let Some(action) = action {
             if action == Action::Quit {
@@ -333,8 +337,8 @@ fn signals(app: &mut App, title: &mut String, desktop: bool) {
 }
 
 #[cfg(unix)]
-async fn sigterm(term: &mut tokio::signal::unix::Signal) {
-    term.recv().await;
+async fn signalled(signal: &mut tokio::signal::unix::Signal) {
+    signal.recv().await;
 }
 
 /// Carries out an action, reporting problems on the status line.
