@@ -742,6 +742,38 @@ fn issue_11_a_killed_daemon_is_offered_to_restart_by_its_chat_screen() {
     bob.interrupt();
 }
 
+/// A contact who moved (restarted, on another port) shows as online as soon as his conversation
+/// is opened, with nothing sent: the presence probe that fails at his old address asks the
+/// phonebook where he is now, and dials that.
+#[test]
+fn presence_finds_a_contact_who_moved() {
+    let world = World::new();
+    world.init("alice", &[]);
+    world.init("bob", &[]);
+    // A daemon, not the echo bot: bob has nothing to send that would make him dial alice.
+    let bob = world.spawn("bob", &["daemon"], "the API is on");
+    let out = world.run("alice", &["send", "bob", "hello"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    bob.interrupt();
+    let bob = world.spawn("bob", &["daemon"], "the API is on");
+    let tmux = Tmux::named(&world, "moved");
+    let exe = env!("CARGO_BIN_EXE_tincan");
+    let password = world.password_file();
+    tmux.type_line(&format!(
+        "{exe} --profile alice --password-file {} chat bob; echo EXITED:$?",
+        password.display()
+    ));
+    tmux.wait_for("Chatting with bob");
+    let started = Instant::now();
+    let screen = tmux.wait_for("bob · online");
+    println!("online after {:?}:\n{screen}", started.elapsed());
+    let out = without_password(&world, "alice", &["log", "bob"]);
+    assert_eq!(stdout(&out).matches("alice: ").count(), 1, "nothing was sent: {}", stdout(&out));
+    tmux.type_line("/quit");
+    tmux.wait_for("EXITED:0");
+    bob.interrupt();
+}
+
 /// Issue 11: `examples/bot.py`, a bot in another language (Python's standard library only),
 /// runs on the API of a `tincan daemon`: a stranger writes to it and gets an answer.
 #[test]

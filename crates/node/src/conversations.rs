@@ -6,7 +6,7 @@
 //! sockets, no clock, no tasks: unit tests drive every race, such as a reload while a request
 //! is in flight or messages queued while their conversation loads.
 //!
-//! [`Outgoing`] is one conversation's queue; [`Lookups`] one conversation's phonebook pacing.
+//! [`Outgoing`] is one conversation's queue; `Lookups` one conversation's phonebook pacing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -22,6 +22,10 @@ use crate::lookup::Lookups;
 pub const QUEUE_CAP: usize = 4096;
 /// Most addresses kept per contact.
 const MAX_ADDRS: usize = tincan_phonebook_client::MAX_ADDRS;
+/// How long a probe keeps trying (a dial, then the directory's addresses) after it was asked.
+pub const PROBE_FOR: Duration = Duration::from_secs(30);
+/// Most probes under way at once; more are refused until one ends.
+const MAX_PROBES: usize = 256;
 
 /// A request the core asked for, as the core knows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -149,6 +153,14 @@ pub enum Action {
         /// The addresses, best first.
         addrs: Vec<Multiaddr>,
     },
+    /// Dial `peer` (unless connected or being dialled), to learn whether it is there. A
+    /// failure is reported with [`Conversations::dial_failed`].
+    Dial {
+        /// The peer.
+        peer: PeerId,
+        /// Where it may be.
+        addrs: Vec<Multiaddr>,
+    },
     /// A directory shows another key for the contact: record it and tell the user. Sending
     /// holds until the user trusts it or keeps the old one.
     KeyChanged {
@@ -178,6 +190,16 @@ struct Conv {
     rejected: Vec<PeerId>,
 }
 
+/// A probe under way: whether a contact is there, asked by the user's screen.
+struct Probe {
+    conv: ConversationId,
+    username: Username,
+    /// Addresses dialled so far.
+    tried: Vec<Multiaddr>,
+    lookups: Lookups,
+    until: Instant,
+}
+
 /// Every conversation's delivery state. See the module documentation.
 pub struct Conversations {
     convs: HashMap<ConversationId, Conv>,
@@ -186,6 +208,7 @@ pub struct Conversations {
     stash: HashMap<ConversationId, Vec<Queued>>,
     requests: HashMap<Token, ConversationId>,
     connected: HashSet<PeerId>,
+    probes: HashMap<PeerId, Probe>,
     next_token: u64,
     /// Whether any directory is configured to look contacts up in.
     directory: bool,
@@ -201,6 +224,7 @@ impl Conversations {
             stash: HashMap::new(),
             requests: HashMap::new(),
             connected: HashSet::new(),
+            probes: HashMap::new(),
             next_token: 0,
             directory,
             actions: VecDeque::new(),
@@ -331,9 +355,56 @@ impl Conversations {
         self.requests.retain(|_, c| *c != conv);
     }
 
+    /// Whether `peer` (the contact of `conv`, known as `username`, last seen at `addrs`) is
+    /// there, for presence (`specs/delivery.md` §4.0): unless connected, it is dialled where it
+    /// was last seen and, at the same time, the directory is asked where it is now (a dial to
+    /// an address it left can take seconds to fail); new addresses are dialled and kept. A
+    /// probe lasts [`PROBE_FOR`]; its lookups are paced as a conversation's are, and a failed
+    /// dial asks again when the pace allows.
+    pub fn probe(
+        &mut self,
+        conv: ConversationId,
+        peer: PeerId,
+        username: Username,
+        addrs: Vec<Multiaddr>,
+        now: Instant,
+    ) {
+        if self.connected.contains(&peer) {
+            return;
+        }
+        if !self.probes.contains_key(&peer) && self.probes.len() >= MAX_PROBES {
+            return;
+        }
+        let mut addrs = addrs;
+        if let Some(c) = self.convs.get(&conv).filter(|c| c.peer == peer) {
+            merge_addrs(&mut addrs, c.addrs.clone());
+        }
+        let probe = self.probes.entry(peer).or_insert_with(|| Probe {
+            conv,
+            username,
+            tried: Vec::new(),
+            lookups: Lookups::default(),
+            until: now,
+        });
+        probe.until = now + PROBE_FOR;
+        if !addrs.is_empty() {
+            merge_addrs(&mut probe.tried, addrs.clone());
+            self.actions.push_back(Action::Dial { peer, addrs });
+        }
+        self.probe_lookup(peer, now);
+    }
+
+    /// A dial of `peer` failed: a probe asks the directory where it is now.
+    pub fn dial_failed(&mut self, peer: PeerId, now: Instant) {
+        if !self.connected.contains(&peer) {
+            self.probe_lookup(peer, now);
+        }
+    }
+
     /// The first connection to `peer` came up: what waits for it goes now.
     pub fn connected(&mut self, peer: PeerId, now: Instant) {
         self.connected.insert(peer);
+        self.probes.remove(&peer);
         let Some(conv) = self.contacts.get(&peer).map(|k| k.conv) else { return };
         if let Some(c) = self.convs.get_mut(&conv) {
             c.out.connected(now);
@@ -419,6 +490,7 @@ impl Conversations {
     /// What an [`Action::Lookup`] found: `None` when the name is not registered or no
     /// directory could answer.
     pub fn looked(&mut self, conv: ConversationId, found: Option<Sighting>, now: Instant) {
+        self.probe_looked(conv, found.as_ref());
         let Some(c) = self.convs.get_mut(&conv) else { return };
         let Some(found) = found else { return c.lookups.failed() };
         if found.peer_id != c.peer {
@@ -483,6 +555,7 @@ impl Conversations {
         for conv in stale {
             self.lookup(conv, now);
         }
+        self.probes.retain(|_, p| p.until > now || p.lookups.in_flight());
         // Forget conversations with nothing left to send, except while a request or a commit
         // for them is under way.
         self.convs.retain(|_, c| {
@@ -549,6 +622,50 @@ impl Conversations {
         self.actions.push_back(Action::Lookup { conv, username: c.username.clone() });
     }
 
+    /// Asks the directory where a probed peer is, unless a lookup for its conversation is
+    /// under way or too recent.
+    fn probe_lookup(&mut self, peer: PeerId, now: Instant) {
+        let Some(p) = self.probes.get_mut(&peer) else { return };
+        let sending = self.convs.get(&p.conv).is_some_and(|c| c.lookups.in_flight());
+        if !self.directory || sending || p.until <= now || !p.lookups.may_start(now) {
+            return;
+        }
+        p.lookups.started(now);
+        self.actions.push_back(Action::Lookup { conv: p.conv, username: p.username.clone() });
+    }
+
+    /// What a lookup found, for a probe of the conversation's peer: addresses not tried yet are
+    /// dialled, and kept if the conversation is not in memory (if it is, [`Self::looked`]
+    /// keeps them).
+    fn probe_looked(&mut self, conv: ConversationId, found: Option<&Sighting>) {
+        let Some((&peer, p)) = self.probes.iter_mut().find(|(_, p)| p.conv == conv) else {
+            return;
+        };
+        let fresh = match found {
+            Some(Sighting { peer_id, record: Some((seq, addrs)) }) if *peer_id == peer => {
+                let fresh: Vec<Multiaddr> =
+                    addrs.iter().filter(|a| !p.tried.contains(a)).cloned().collect();
+                p.lookups.answered(*seq, !fresh.is_empty());
+                fresh
+            }
+            // Nobody there, another key (sending deals with that), or no answer.
+            _ => {
+                p.lookups.failed();
+                return;
+            }
+        };
+        if fresh.is_empty() {
+            return;
+        }
+        let mut tried = fresh.clone();
+        merge_addrs(&mut tried, std::mem::take(&mut p.tried));
+        p.tried = tried;
+        if !self.convs.contains_key(&conv) {
+            self.actions.push_back(Action::SaveAddrs { conv, addrs: p.tried.clone() });
+        }
+        self.actions.push_back(Action::Dial { peer, addrs: fresh });
+    }
+
     fn record_attempts(
         &mut self,
         conv: ConversationId,
@@ -563,7 +680,7 @@ impl Conversations {
     }
 }
 
-/// Adds `more` after `addrs`, without duplicates, keeping at most [`MAX_ADDRS`].
+/// Adds `more` after `addrs`, without duplicates, keeping at most 8 (the phonebook's limit).
 pub fn merge_addrs(addrs: &mut Vec<Multiaddr>, more: Vec<Multiaddr>) {
     for a in more {
         if !addrs.contains(&a) {
@@ -838,6 +955,58 @@ mod tests {
         core.disconnected(bob());
         core.failed(again[0].0, Failure::ConnectionClosed, t0, 0.9);
         assert!(sends(&actions(&mut core)).is_empty());
+    }
+
+    #[test]
+    fn a_probe_of_a_moved_contact_finds_it_through_the_directory() {
+        let t0 = Instant::now();
+        let mut core = Conversations::new(true);
+        let bob_name = Username::new("bob").unwrap();
+        core.probe(CONV, bob(), bob_name.clone(), vec![addr(1)], t0);
+        // Dialled where he was, and looked up at once: a dial to an address he left can take
+        // seconds to fail.
+        assert_eq!(
+            actions(&mut core),
+            vec![
+                Action::Dial { peer: bob(), addrs: vec![addr(1)] },
+                Action::Lookup { conv: CONV, username: bob_name.clone() }
+            ]
+        );
+        // Bob moved: his new address is dialled and kept; the old dial fails meanwhile.
+        core.dial_failed(bob(), t0);
+        assert_eq!(actions(&mut core), vec![], "a lookup is under way");
+        let moved = Sighting { peer_id: bob(), record: Some((5, vec![addr(2)])) };
+        core.looked(CONV, Some(moved.clone()), t0);
+        assert_eq!(
+            actions(&mut core),
+            vec![
+                Action::SaveAddrs { conv: CONV, addrs: vec![addr(2), addr(1)] },
+                Action::Dial { peer: bob(), addrs: vec![addr(2)] },
+            ]
+        );
+        // Failing again: the same answer is no news, and lookups stay 5 s apart.
+        core.dial_failed(bob(), t0 + Duration::from_secs(1));
+        assert_eq!(actions(&mut core), vec![]);
+        core.dial_failed(bob(), t0 + Duration::from_secs(6));
+        assert!(matches!(&actions(&mut core)[..], [Action::Lookup { .. }]));
+        core.looked(CONV, Some(moved), t0 + Duration::from_secs(6));
+        assert_eq!(actions(&mut core), vec![], "nothing new to dial");
+        // Connected: the probe is done; a later failure asks nothing.
+        core.connected(bob(), t0 + Duration::from_secs(7));
+        core.disconnected(bob());
+        core.dial_failed(bob(), t0 + Duration::from_secs(20));
+        assert_eq!(actions(&mut core), vec![]);
+        // A probe ends after PROBE_FOR, and a connected peer is not dialled.
+        core.probe(CONV, bob(), bob_name.clone(), vec![addr(2)], t0 + Duration::from_secs(30));
+        let again = actions(&mut core);
+        assert!(matches!(&again[..], [Action::Dial { .. }, Action::Lookup { .. }]), "{again:?}");
+        core.looked(CONV, None, t0 + Duration::from_secs(30));
+        core.tick(t0 + Duration::from_secs(30) + PROBE_FOR, INTERVAL);
+        core.dial_failed(bob(), t0 + Duration::from_secs(30) + PROBE_FOR);
+        assert_eq!(actions(&mut core), vec![]);
+        core.connected(bob(), t0 + Duration::from_secs(90));
+        core.probe(CONV, bob(), bob_name, vec![addr(2)], t0 + Duration::from_secs(91));
+        assert_eq!(actions(&mut core), vec![]);
     }
 
     #[test]

@@ -59,8 +59,8 @@ pub(crate) enum Command {
     Forget(ConversationId),
     /// Tell a peer something about the conversation, once, best effort (`specs/wire.md` §4.4).
     Notice { peer: PeerId, addrs: Vec<Multiaddr>, notice: Notice },
-    /// Dial a peer we are not connected to, to learn whether it is there (presence).
-    Probe { peer: PeerId, addrs: Vec<Multiaddr> },
+    /// Learn whether a contact is there (presence): dial it, or find where it is now.
+    Probe { conv: ConversationId, peer: PeerId, username: Username, addrs: Vec<Multiaddr> },
     /// Take our records down and stop.
     Shutdown(oneshot::Sender<()>),
 }
@@ -331,16 +331,9 @@ impl Engine {
                         let request = Inbound::Request(Request::Notice(notice));
                         self.swarm.behaviour_mut().chat.send_request_with_addresses(&peer, request, addrs);
                     }
-                    Some(Command::Probe { peer, addrs }) => {
-                        if !self.swarm.is_connected(&peer) {
-                            let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
-                                .addresses(addrs)
-                                .condition(libp2p::swarm::dial_opts::PeerCondition::DisconnectedAndNotDialing)
-                                .build();
-                            if let Err(e) = self.swarm.dial(opts) {
-                                tracing::debug!(%peer, error = %e, "probing failed");
-                            }
-                        }
+                    Some(Command::Probe { conv, peer, username, addrs }) => {
+                        self.core.probe(conv, peer, username, addrs, Instant::now());
+                        self.drive();
                     }
                     Some(Command::Shutdown(done)) => {
                         self.unpublish().await;
@@ -472,6 +465,17 @@ impl Engine {
                 tokio::spawn(async move {
                     let _ = store.set_addrs(conv, text).await;
                 });
+            }
+            Action::Dial { peer, addrs } => {
+                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    // Beside a dial still trying addresses the peer left: the first to connect
+                    // wins.
+                    .condition(libp2p::swarm::dial_opts::PeerCondition::Disconnected)
+                    .build();
+                if let Err(e) = self.swarm.dial(opts) {
+                    tracing::debug!(%peer, error = %e, "probing failed");
+                }
             }
             Action::KeyChanged { conv, username, old, new } => {
                 let store = self.shared.store.clone();
@@ -777,6 +781,11 @@ impl Engine {
                     self.core.connected(peer_id, Instant::now());
                     self.drive();
                 }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
+                tracing::debug!(%peer, %error, "dialling failed");
+                self.core.dial_failed(peer, Instant::now());
+                self.drive();
             }
             SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
                 if let Some(changed) = self.paths.closed(peer_id, connection_id) {

@@ -253,9 +253,18 @@ impl Node {
     /// Dials the conversation's peer unless connected, so that presence shows whether it is
     /// there (`specs/delivery.md` §4.0).
     pub async fn probe(&self, conversation: ConversationId) -> Result<(), StoreError> {
-        let (peer, addrs) = self.peer_of(conversation).await?;
+        let contact =
+            self.shared.store.contact(conversation).await?.ok_or(StoreError::NoSuchConversation)?;
+        let peer = PeerId::from_bytes(contact.peer_id.as_bytes())
+            .map_err(|_| StoreError::Corrupted { table: "contacts" })?;
+        let addrs = contact.addrs.iter().filter_map(|a| a.parse().ok()).collect();
         if !self.is_connected(&peer) {
-            let _ = self.shared.commands.try_send(Command::Probe { peer, addrs });
+            let _ = self.shared.commands.try_send(Command::Probe {
+                conv: conversation,
+                peer,
+                username: contact.username,
+                addrs,
+            });
         }
         Ok(())
     }
