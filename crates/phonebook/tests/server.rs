@@ -183,18 +183,29 @@ async fn hostile_inputs_get_the_right_status_and_code() {
             .body(body)
             .send()
     };
+    // Oversized: the phonebook refuses by the Content-Length, at once, and closes. A client
+    // still sending the body may see the connection close before it reads the answer (the
+    // answer itself is checked over a raw socket by
+    // `issue_17_an_oversized_content_length_is_refused_at_once`); what must never happen is
+    // any other answer.
+    match raw(vec![b' '; 100 * 1024], "application/json").await {
+        Ok(response) => {
+            let status = response.status();
+            let got: Value = response.json().await.unwrap();
+            table.push(format!("oversized body (100 KiB): {} {}", status.as_u16(), code(&got)));
+            assert_eq!((status.as_u16(), code(&got)), (413, "body-too-large"), "{got}");
+        }
+        Err(e) => {
+            assert!(e.is_request() && e.status().is_none(), "oversized body: {e:?}");
+            table.push("oversized body (100 KiB): closed while the body was sent".into());
+        }
+    }
     for (what, response, want_status, want_code) in [
         (
             "malformed JSON",
             raw(b"{\"username\": ".to_vec(), "application/json").await.unwrap(),
             400,
             "malformed-json",
-        ),
-        (
-            "oversized body (100 KiB)",
-            raw(vec![b' '; 100 * 1024], "application/json").await.unwrap(),
-            413,
-            "body-too-large",
         ),
         (
             "not JSON content type",
