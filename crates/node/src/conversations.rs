@@ -246,11 +246,6 @@ impl Conversations {
         self.contacts.insert(peer, known);
     }
 
-    /// Whether a connection to `peer` is up, as reported through [`Conversations::connected`].
-    pub fn is_connected(&self, peer: &PeerId) -> bool {
-        self.connected.contains(peer)
-    }
-
     /// A message was queued durably in the conversation.
     pub fn queued(&mut self, conv: ConversationId, item: Queued, now: Instant) {
         match self.convs.get_mut(&conv) {
@@ -692,22 +687,14 @@ pub fn merge_addrs(addrs: &mut Vec<Multiaddr>, more: Vec<Multiaddr>) {
 
 #[cfg(test)]
 mod tests {
-    use tincan_wire::{Outcome, Text, UnixMillis};
+    use tincan_wire::Outcome;
 
     use super::*;
 
     const CONV: ConversationId = ConversationId([7; 16]);
     const INTERVAL: Duration = Duration::from_secs(60);
 
-    fn q(seq: u64) -> Queued {
-        Queued {
-            seq: Seq::new(seq).unwrap(),
-            id: MessageId([seq as u8; 16]),
-            sent_at: UnixMillis(seq),
-            text: Text::new("x").unwrap(),
-            attempts: 0,
-        }
-    }
+    use crate::delivery::tests::q;
 
     fn bob() -> PeerId {
         PeerId::from_bytes(&[0, 4, 1, 2, 3, 4]).unwrap()

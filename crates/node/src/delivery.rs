@@ -279,10 +279,11 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn q(seq: u64) -> Queued {
+    /// A queued message numbered `seq`, its id and time derived from it.
+    pub(crate) fn q(seq: u64) -> Queued {
         Queued {
             seq: Seq::new(seq).unwrap(),
             id: MessageId([seq as u8; 16]),

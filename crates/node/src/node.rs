@@ -245,7 +245,7 @@ impl Node {
         conversation: ConversationId,
         notice: tincan_wire::Notice,
     ) -> Result<(), StoreError> {
-        let (peer, addrs) = self.peer_of(conversation).await?;
+        let (peer, addrs, _) = self.peer_of(conversation).await?;
         let _ = self.shared.commands.try_send(Command::Notice { peer, addrs, notice });
         Ok(())
     }
@@ -253,16 +253,12 @@ impl Node {
     /// Dials the conversation's peer unless connected, so that presence shows whether it is
     /// there (`specs/delivery.md` §4.0).
     pub async fn probe(&self, conversation: ConversationId) -> Result<(), StoreError> {
-        let contact =
-            self.shared.store.contact(conversation).await?.ok_or(StoreError::NoSuchConversation)?;
-        let peer = PeerId::from_bytes(contact.peer_id.as_bytes())
-            .map_err(|_| StoreError::Corrupted { table: "contacts" })?;
-        let addrs = contact.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        let (peer, addrs, username) = self.peer_of(conversation).await?;
         if !self.is_connected(&peer) {
             let _ = self.shared.commands.try_send(Command::Probe {
                 conv: conversation,
                 peer,
-                username: contact.username,
+                username,
                 addrs,
             });
         }
@@ -272,13 +268,13 @@ impl Node {
     async fn peer_of(
         &self,
         conversation: ConversationId,
-    ) -> Result<(PeerId, Vec<Multiaddr>), StoreError> {
+    ) -> Result<(PeerId, Vec<Multiaddr>, Username), StoreError> {
         let contact =
             self.shared.store.contact(conversation).await?.ok_or(StoreError::NoSuchConversation)?;
         let peer = PeerId::from_bytes(contact.peer_id.as_bytes())
             .map_err(|_| StoreError::Corrupted { table: "contacts" })?;
         let addrs = contact.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-        Ok((peer, addrs))
+        Ok((peer, addrs, contact.username))
     }
 
     /// Deletes a conversation: its messages, and the contact unless it is blocked.
