@@ -18,6 +18,7 @@ use tincan_wire::Username;
 
 const ROUNDS: usize = 300;
 const BURST: usize = 2000;
+const BURSTS: usize = 5;
 
 async fn node(dir: &std::path::Path, name: &str) -> (Node, Arc<Service>) {
     std::fs::create_dir_all(dir).unwrap();
@@ -108,62 +109,38 @@ fn main() {
         bare.sort();
 
         // Throughput: BURST messages queued with 16 sends in flight at a time (the server's
-        // limit per client), until all are delivered; in process first, then through the API.
-        let t = Instant::now();
-        let mut ids = std::collections::HashSet::new();
-        let mut pending: tokio::task::JoinSet<tincan_wire::MessageId> = tokio::task::JoinSet::new();
-        for i in 0..BURST {
-            if pending.len() == 16 {
-                ids.insert(pending.join_next().await.unwrap().unwrap());
+        // limit per client), until all are delivered. BURSTS bursts on each path, alternating
+        // and with which goes first alternating too; the table shows medians and ranges.
+        let mut direct_rates = Vec::with_capacity(BURSTS);
+        let mut api_rates = Vec::with_capacity(BURSTS);
+        for round in 0..BURSTS {
+            for path in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
+                if path == 0 {
+                    direct_rates.push(burst_direct(&alice, &bob_name, &delivered, round).await);
+                } else {
+                    api_rates.push(burst_api(&client, &delivered, round).await);
+                }
             }
-            let (alice, bob_name) = (alice.clone(), bob_name.clone());
-            pending.spawn(async move {
-                alice.send(&bob_name, &format!("burst direct {i}")).await.unwrap().id
-            });
         }
-        while let Some(id) = pending.join_next().await {
-            ids.insert(id.unwrap());
-        }
-        delivered.wait(&ids).await;
-        let direct_rate = BURST as f64 / t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let mut ids = std::collections::HashSet::new();
-        let mut pending: tokio::task::JoinSet<tincan_api::Sent> = tokio::task::JoinSet::new();
-        for i in 0..BURST {
-            if pending.len() == 16 {
-                let sent = pending.join_next().await.unwrap().unwrap();
-                ids.insert(sent.messages[0].id.parse::<Hex>().unwrap().0);
-            }
-            let client = client.clone();
-            pending.spawn(async move {
-                client
-                    .call_as::<tincan_api::Sent>(Call::Send(tincan_api::SendParams {
-                        to: "bob".into(),
-                        text: format!("burst api {i}"),
-                        wait: false,
-                        timeout_ms: None,
-                    }))
-                    .await
-                    .unwrap()
-            });
-        }
-        while let Some(sent) = pending.join_next().await {
-            ids.insert(sent.unwrap().messages[0].id.parse::<Hex>().unwrap().0);
-        }
-        let ids: std::collections::HashSet<tincan_wire::MessageId> =
-            ids.into_iter().map(tincan_wire::MessageId).collect();
-        delivered.wait(&ids).await;
-        let api_rate = BURST as f64 / t.elapsed().as_secs_f64();
+        // Paired round by round, before sorting: the machine's drift falls on both.
+        let mut ratios: Vec<f64> =
+            api_rates.iter().zip(&direct_rates).map(|(a, d)| a / d).collect();
+        ratios.sort_by(f64::total_cmp);
+        direct_rates.sort_by(f64::total_cmp);
+        api_rates.sort_by(f64::total_cmp);
+        let rates =
+            |r: &[f64]| format!("{:.0} msg/s ({:.0}–{:.0})", r[r.len() / 2], r[0], r[r.len() - 1]);
+        let (direct_rate, api_rate) = (rates(&direct_rates), rates(&api_rates));
 
         println!("| path | send → delivered p50 | p99 | {BURST} queued → all delivered |");
         println!("|---|---|---|---|");
         println!(
-            "| in process, `Node::send` (baseline) | {} | {} | {direct_rate:.0} msg/s |",
+            "| in process, `Node::send` (baseline) | {} | {} | {direct_rate} |",
             ms(percentile(&direct, 0.5)),
             ms(percentile(&direct, 0.99))
         );
         println!(
-            "| API socket, `send` | {} | {} | {api_rate:.0} msg/s |",
+            "| API socket, `send` | {} | {} | {api_rate} |",
             ms(percentile(&api, 0.5)),
             ms(percentile(&api, 0.99))
         );
@@ -173,11 +150,70 @@ fn main() {
             ms(percentile(&bare, 0.99))
         );
         println!(
-            "({ROUNDS} one-at-a-time rounds each, alternating; 16 sends in flight on both paths in the burst)"
+            "({ROUNDS} one-at-a-time rounds each, alternating; {BURSTS} bursts each, alternating, \
+             16 sends in flight on both paths; API / in-process p50 difference {:+.2} ms, \
+             throughput ratio API / in process, round by round: median {:.2} ({:.2}–{:.2}))",
+            (percentile(&api, 0.5).as_secs_f64() - percentile(&direct, 0.5).as_secs_f64()) * 1000.0,
+            ratios[BURSTS / 2],
+            ratios[0],
+            ratios[BURSTS - 1],
         );
         alice.shutdown().await;
         bob.shutdown().await;
     });
+}
+
+/// BURST messages queued in process, 16 at a time; messages per second until all are delivered.
+async fn burst_direct(alice: &Node, bob: &Username, delivered: &Delivered, round: usize) -> f64 {
+    let t = Instant::now();
+    let mut ids = std::collections::HashSet::new();
+    let mut pending: tokio::task::JoinSet<tincan_wire::MessageId> = tokio::task::JoinSet::new();
+    for i in 0..BURST {
+        if pending.len() == 16 {
+            ids.insert(pending.join_next().await.unwrap().unwrap());
+        }
+        let (alice, bob) = (alice.clone(), bob.clone());
+        pending.spawn(async move {
+            alice.send(&bob, &format!("burst {round} direct {i}")).await.unwrap().id
+        });
+    }
+    while let Some(id) = pending.join_next().await {
+        ids.insert(id.unwrap());
+    }
+    delivered.wait(&ids).await;
+    BURST as f64 / t.elapsed().as_secs_f64()
+}
+
+/// The same through the socket: `send` without `wait`, 16 calls in flight.
+async fn burst_api(client: &Arc<Client>, delivered: &Delivered, round: usize) -> f64 {
+    let t = Instant::now();
+    let mut ids = std::collections::HashSet::new();
+    let mut pending: tokio::task::JoinSet<tincan_api::Sent> = tokio::task::JoinSet::new();
+    let id = |sent: tincan_api::Sent| {
+        tincan_wire::MessageId(sent.messages[0].id.parse::<Hex>().unwrap().0)
+    };
+    for i in 0..BURST {
+        if pending.len() == 16 {
+            ids.insert(id(pending.join_next().await.unwrap().unwrap()));
+        }
+        let client = client.clone();
+        pending.spawn(async move {
+            client
+                .call_as::<tincan_api::Sent>(Call::Send(tincan_api::SendParams {
+                    to: "bob".into(),
+                    text: format!("burst {round} api {i}"),
+                    wait: false,
+                    timeout_ms: None,
+                }))
+                .await
+                .unwrap()
+        });
+    }
+    while let Some(sent) = pending.join_next().await {
+        ids.insert(id(sent.unwrap()));
+    }
+    delivered.wait(&ids).await;
+    BURST as f64 / t.elapsed().as_secs_f64()
 }
 
 /// A message id in hex, as the API gives it.

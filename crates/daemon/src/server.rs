@@ -12,13 +12,18 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde_json::{Value, json};
 use tincan_api::{Call, RpcError};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::service::Service;
+
+/// At most this many bytes of waiting lines are gathered into one write.
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// What one daemon allows its clients.
 #[derive(Clone, Debug)]
@@ -195,8 +200,19 @@ async fn connection(
     // that ends the connection.
     let (gone_tx, mut gone) = watch::channel(false);
     let writer = tokio::spawn(async move {
+        // Lines that are already waiting go out in one write: a burst of answers costs one
+        // system call (and one wake-up of the client), not one per line.
+        let mut batch = Vec::new();
         while let Some(line) = lines.recv().await {
-            if write.write_all(&line).await.is_err() {
+            batch.clear();
+            batch.extend_from_slice(&line);
+            while batch.len() < WRITE_BATCH {
+                match lines.try_recv() {
+                    Ok(line) => batch.extend_from_slice(&line),
+                    Err(_) => break,
+                }
+            }
+            if write.write_all(&batch).await.is_err() {
                 break;
             }
         }
@@ -204,14 +220,16 @@ async fn connection(
     });
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut notifications: Option<tokio::task::JoinHandle<()>> = None;
-    // The calls of this client: they end with its connection, whatever they wait for.
-    let mut calls = tokio::task::JoinSet::new();
+    // The calls of this client run inside this task, beside the reading: they end with its
+    // connection, whatever they wait for, and an answer costs no hop to another task.
+    let mut calls = FuturesUnordered::new();
+    // Kept across the loop: `read_line` appends, so a read cut short by a call finishing
+    // resumes where it was.
     let mut line = Vec::new();
     loop {
-        while calls.try_join_next().is_some() {}
-        line.clear();
         let read_result = tokio::select! {
             r = tincan_api::read_line(&mut read, &mut line, tincan_api::MAX_LINE) => r,
+            Some(()) = calls.next(), if !calls.is_empty() => continue,
             _ = stop.wait_for(|s| *s) => break,
             _ = gone.wait_for(|g| *g) => break,
         };
@@ -228,12 +246,13 @@ async fn connection(
                 break;
             }
         }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let (id, call) = match parse(&line) {
-            Ok(parsed) => parsed,
-            Err((id, error)) => {
+        let parsed =
+            if line.iter().all(u8::is_ascii_whitespace) { None } else { Some(parse(&line)) };
+        line.clear();
+        let (id, call) = match parsed {
+            None => continue,
+            Some(Ok(parsed)) => parsed,
+            Some(Err((id, error))) => {
                 if !send(&out, error_line(id, &error), &gone_tx) {
                     break;
                 }
@@ -277,20 +296,7 @@ async fn connection(
             }
             continue;
         };
-        let service = service.clone();
-        let out = out.clone();
-        let gone_tx = gone_tx.clone();
-        calls.spawn(async move {
-            let answer = service.handle(call).await;
-            drop(permit);
-            if let Some(id) = id {
-                let line = match answer {
-                    Ok(result) => result_line(id, result),
-                    Err(e) => error_line(id, &e),
-                };
-                send(&out, line, &gone_tx);
-            }
-        });
+        calls.push(answer(service.clone(), call, id, permit, out.clone(), gone_tx.clone()));
     }
     if *stop.borrow() {
         let closing = tincan_api::Notification::Closing { reason: "the daemon is stopping".into() };
@@ -302,7 +308,7 @@ async fn connection(
     if let Some(task) = notifications {
         task.abort();
     }
-    calls.abort_all();
+    drop(calls);
     drop(out);
     // Whatever is queued still goes out, briefly: a client that stopped reading is not waited
     // for, and its socket closes with the writer.
@@ -313,6 +319,26 @@ async fn connection(
 }
 
 /// Queues a line for the client; a full queue means it does not read: it is dropped.
+/// Runs one call and queues its answer (none for a notification).
+async fn answer(
+    service: Arc<Service>,
+    call: Call,
+    id: Option<Value>,
+    permit: OwnedSemaphorePermit,
+    out: mpsc::Sender<Vec<u8>>,
+    gone: watch::Sender<bool>,
+) {
+    let answer = service.handle(call).await;
+    drop(permit);
+    if let Some(id) = id {
+        let line = match answer {
+            Ok(result) => result_line(id, result),
+            Err(e) => error_line(id, &e),
+        };
+        send(&out, line, &gone);
+    }
+}
+
 fn send(out: &mpsc::Sender<Vec<u8>>, line: Vec<u8>, gone: &watch::Sender<bool>) -> bool {
     match out.try_send(line) {
         Ok(()) => true,

@@ -239,6 +239,24 @@ async fn hostile_clients_get_errors_and_cannot_hold_the_daemon() {
         exchange(&mut raw, b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"status\"}\n").await;
     assert_eq!(answer["result"]["username"], "alice", "still served after all that");
 
+    // A line that arrives in pieces, with a call answered between them: nothing of it is lost.
+    let waiting = br#"{"jsonrpc":"2.0","id":5,"method":"send","params":{"to":"bob","text":"x","wait":true,"timeout_ms":300}}"#;
+    raw.get_mut().write_all(waiting).await.unwrap();
+    raw.get_mut().write_all(b"\n{\"jsonrpc\":\"2.0\",\"id\":6,\"met").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), raw.read_line(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        (answer["id"].clone(), answer["result"]["delivered"].clone()),
+        (json!(5), json!(false))
+    );
+    let answer = exchange(&mut raw, b"hod\":\"status\"}").await;
+    assert_eq!(answer["id"], 6, "{answer}");
+    assert_eq!(answer["result"]["username"], "alice");
+
     // A 10 MB line: refused, the connection closed, nothing buffered for it.
     let mut big = BufReader::new(UnixStream::connect(&alice.socket).await.unwrap());
     let mut line = vec![b' '; 10 << 20];
