@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use tincan_phonebook::relay::{Relay, RelayConfig};
-use tincan_phonebook::server::{Config, Limits, Server};
+use tincan_phonebook::server::{Config, Database, Limits, Server};
 
 /// The tincan phonebook: maps usernames to signed addresses so peers can find each other.
 ///
@@ -20,9 +20,10 @@ use tincan_phonebook::server::{Config, Limits, Server};
 ///   tincan-phonebook --listen 0.0.0.0:7878 --data-dir /var/lib/tincan-phonebook
 ///   tincan-phonebook --no-directory --release-after-days 180
 ///   tincan-phonebook --relay --relay-external /ip4/203.0.113.7/tcp/4001   # for peers behind NAT
+///   TINCAN_PHONEBOOK_DATABASE=postgres://pb@db/pb?sslmode=require tincan-phonebook  # shared
 ///
 /// Serve it to the internet behind a TLS reverse proxy (see README.md, "Running a phonebook").
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(version, verbatim_doc_comment)]
 struct Args {
     /// Address and port to listen on.
@@ -37,6 +38,22 @@ struct Args {
     /// Keep bindings in memory only: they are lost when the server stops.
     #[arg(long)]
     in_memory: bool,
+
+    /// Keep the bindings in PostgreSQL instead, shared by any number of phonebook instances:
+    /// a libpq URL such as postgres://USER:PASSWORD@HOST/DB?sslmode=require. Give it in the
+    /// environment rather than here, where other users of the machine can read it.
+    #[arg(
+        long,
+        env = "TINCAN_PHONEBOOK_DATABASE",
+        hide_env_values = true,
+        conflicts_with = "in_memory"
+    )]
+    database: Option<String>,
+
+    /// Certificate authorities (a PEM file) to trust for the database's TLS certificate,
+    /// besides the system's.
+    #[arg(long, value_name = "FILE", requires = "database")]
+    database_ca: Option<PathBuf>,
 
     /// Longest a record may live, in seconds. A user drops off the online list this long after
     /// their last refresh; clients refresh at half of it.
@@ -154,8 +171,10 @@ fn main() -> anyhow::Result<()> {
                 .context("no data directory: set --data-dir, HOME or XDG_DATA_HOME")?,
         })
     };
+    let database = args.database.clone().map(|url| Database { url, ca: args.database_ca.clone() });
     let mut config = Config {
         data_dir: data_dir.clone(),
+        database,
         presence_ttl: Duration::from_secs(args.presence_ttl),
         clock_skew: Duration::from_secs(120),
         directory: !args.no_directory,
@@ -211,7 +230,9 @@ fn main() -> anyhow::Result<()> {
         } else {
             None
         };
-        let server = Server::new(config).with_context(|| match &data_dir {
+        let in_database = config.database.is_some();
+        let server = Server::open(config).await.with_context(|| match &data_dir {
+            _ if in_database => "opening the bindings in the database".to_owned(),
             Some(dir) => format!("opening the bindings in {}", dir.display()),
             None => "starting".to_owned(),
         })?;

@@ -26,10 +26,19 @@ fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
 }
 
-#[tokio::test]
-async fn register_look_up_list_refresh_and_delete() {
+// The binding rules, on the embedded file and on PostgreSQL alike.
+on_both!(
+    register_look_up_list_refresh_and_delete,
+    bindings_survive_a_clean_restart_and_a_crash,
+    concurrent_registrations_of_one_name_have_one_winner,
+    the_list_hides_expired_presence,
+    issue_10_sequence_numbers_far_ahead_of_the_clock_are_refused,
+    issue_17_a_released_name_refuses_its_old_records,
+);
+
+async fn register_look_up_list_refresh_and_delete(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let pb = Phonebook::start(dir.path(), &[]);
+    let pb = Phonebook::start_on(&backend, dir.path(), &[]);
     let client = pb.client();
     let alice = identity();
     let view = client
@@ -272,10 +281,9 @@ async fn hostile_inputs_get_the_right_status_and_code() {
     }
 }
 
-#[tokio::test]
-async fn bindings_survive_a_clean_restart_and_a_crash() {
+async fn bindings_survive_a_clean_restart_and_a_crash(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let pb = Phonebook::start(dir.path(), &[]);
+    let pb = Phonebook::start_on(&backend, dir.path(), &[]);
     let alice = identity();
     pb.client()
         .register(&alice, &name("alice"), &addrs(), Duration::from_secs(60), now())
@@ -305,10 +313,9 @@ async fn bindings_survive_a_clean_restart_and_a_crash() {
     assert!(matches!(err, Err(ClientError::Refused { status: 409, .. })));
 }
 
-#[tokio::test]
-async fn concurrent_registrations_of_one_name_have_one_winner() {
+async fn concurrent_registrations_of_one_name_have_one_winner(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let pb = Phonebook::start(dir.path(), &[]);
+    let pb = Phonebook::start_on(&backend, dir.path(), &[]);
     for round in 0..5 {
         let user = format!("race{round}");
         let mut tasks = Vec::new();
@@ -338,10 +345,9 @@ async fn concurrent_registrations_of_one_name_have_one_winner() {
     }
 }
 
-#[tokio::test]
-async fn the_list_hides_expired_presence() {
+async fn the_list_hides_expired_presence(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let pb = Phonebook::start(dir.path(), &["--presence-ttl", "5"]);
+    let pb = Phonebook::start_on(&backend, dir.path(), &["--presence-ttl", "5"]);
     let client = pb.client();
     let short = identity();
     let (status, _) = post(&pb, "brief", &json!(record(&short, "brief", 1, 1_500))).await;
@@ -538,10 +544,9 @@ async fn health_info_metrics_and_openapi() {
 
 /// Issue 10: sequence numbers are bounded by time, so a record signed at `u64::MAX` (which a
 /// malicious phonebook could collect and pass on) cannot freeze a name.
-#[tokio::test]
-async fn issue_10_sequence_numbers_far_ahead_of_the_clock_are_refused() {
+async fn issue_10_sequence_numbers_far_ahead_of_the_clock_are_refused(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let pb = Phonebook::start(dir.path(), &[]);
+    let pb = Phonebook::start_on(&backend, dir.path(), &[]);
     let alice = identity();
     for seq in [u64::MAX, now().0 + 10 * 60_000] {
         let (status, body) = post(&pb, "alice", &json!(record(&alice, "alice", seq, 30_000))).await;
@@ -573,10 +578,9 @@ async fn issue_10_sequence_numbers_far_ahead_of_the_clock_are_refused() {
 
 /// Issue 17: releasing a name keeps its highest sequence number, so the old record, which any
 /// lookup served publicly, cannot bind it again at old addresses.
-#[tokio::test]
-async fn issue_17_a_released_name_refuses_its_old_records() {
+async fn issue_17_a_released_name_refuses_its_old_records(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let pb = Phonebook::start(dir.path(), &[]);
+    let pb = Phonebook::start_on(&backend, dir.path(), &[]);
     let alice = identity();
     let s = now().0;
     let old = record(&alice, "alice", s, 60_000);

@@ -151,11 +151,11 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, "not-owner", e.to_string())
             }
             RegistryError::Persist(e) => {
-                tracing::error!(error = %e, "persisting a binding failed");
+                tracing::error!(error = %e, "the bindings' storage failed");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "storage-unavailable",
-                    "the phonebook cannot store records right now",
+                    "the phonebook's storage is unavailable right now; try again later",
                 )
             }
         }
@@ -323,13 +323,14 @@ async fn register(
         (status = 200, description = "Bound", body = PeerView),
         (status = 400, description = "invalid-username", body = ErrorBody),
         (status = 404, description = "not-found", body = ErrorBody),
+        (status = 503, description = "storage-unavailable", body = ErrorBody),
     )
 )]
 async fn lookup(
     State(app): State<Arc<App>>,
     UsernamePath(username): UsernamePath,
 ) -> Result<JsonBytes, ApiError> {
-    let answer = app.registry.lookup(&username, now_ms());
+    let answer = app.registry.lookup(&username, now_ms()).await?;
     app.metrics.lookup(answer.is_some());
     answer
         .map(JsonBytes)
@@ -404,6 +405,7 @@ pub(crate) struct ListQuery {
         (status = 200, description = "A page of users online", body = PeerList),
         (status = 400, description = "invalid-query", body = ErrorBody),
         (status = 404, description = "directory-disabled", body = ErrorBody),
+        (status = 503, description = "storage-unavailable", body = ErrorBody),
     )
 )]
 async fn list(
@@ -429,7 +431,7 @@ async fn list(
         ),
         None => None,
     };
-    let (peers, next) = app.registry.online(after.as_ref(), limit, now_ms());
+    let (peers, next) = app.registry.online(after.as_ref(), limit, now_ms()).await?;
     // The shape of `PeerList`, assembled from the answers serialized ahead of time.
     let mut body = Vec::with_capacity(32 + peers.iter().map(|p| p.len() + 1).sum::<usize>());
     body.extend_from_slice(b"{\"peers\":[");
@@ -483,9 +485,12 @@ async fn relay(State(app): State<Arc<App>>) -> Result<Json<crate::RelayInfo>, Ap
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
-async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let (bindings, online) = app.registry.counts(now_ms());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render(bindings, online))
+async fn metrics(State(app): State<Arc<App>>) -> Result<impl IntoResponse, ApiError> {
+    let (bindings, online) = app.registry.counts(now_ms()).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(bindings, online),
+    ))
 }
 
 /// This API's OpenAPI description.

@@ -4,6 +4,8 @@ mod api;
 mod limit;
 mod metrics;
 mod persist;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod registry;
 
 use std::future::Future;
@@ -28,7 +30,11 @@ pub use registry::PeerView;
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Where bindings are kept; `None` keeps them in memory only (tests, throwaway servers).
+    /// Ignored when `database` is set.
     pub data_dir: Option<PathBuf>,
+    /// A PostgreSQL database shared by any number of instances, instead of the embedded file
+    /// (with the `postgres` feature; [`Server::open`]).
+    pub database: Option<Database>,
     /// The longest a record may live; presence ends then unless refreshed.
     pub presence_ttl: Duration,
     /// How far ahead of ours a client's clock may be.
@@ -66,10 +72,28 @@ pub struct Limits {
     pub trust_forwarded_for: bool,
 }
 
+/// A PostgreSQL database to keep the bindings in.
+#[derive(Clone)]
+pub struct Database {
+    /// A libpq connection URL or key/value string (`postgres://user:password@host/db`,
+    /// `sslmode=require` for TLS). It may hold a password: never printed.
+    pub url: String,
+    /// A PEM file of certificate authorities to trust besides the system's, for the
+    /// database's TLS certificate.
+    pub ca: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("url", &"(redacted)").field("ca", &self.ca).finish()
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
             data_dir: None,
+            database: None,
             presence_ttl: Duration::from_secs(300),
             clock_skew: Duration::from_secs(120),
             directory: true,
@@ -98,7 +122,7 @@ impl Default for Limits {
 /// What the handlers share.
 pub(crate) struct App {
     config: Config,
-    registry: registry::Registry,
+    registry: Bindings,
     limiter: limit::RateLimiter,
     metrics: metrics::Metrics,
 }
@@ -109,8 +133,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads the bindings from `config.data_dir` and builds the server.
+    /// Loads the bindings from `config.data_dir` and builds the server. The embedded backend
+    /// only: [`Server::open`] also connects to `config.database`.
     pub fn new(config: Config) -> Result<Server, PersistError> {
+        if config.database.is_some() {
+            return Err(PersistError::new("a database needs Server::open".into()));
+        }
         let (persist, loaded) = match &config.data_dir {
             Some(dir) => {
                 let (persist, loaded) = persist::Persist::open(dir)?;
@@ -121,11 +149,37 @@ impl Server {
         tracing::info!(bindings = loaded.len(), "bindings loaded");
         let registry = registry::Registry::new(persist, loaded, config.presence_ttl)
             .with_clock_skew(config.clock_skew);
+        Ok(Server::with(config, Bindings::Embedded(registry)))
+    }
+
+    /// Builds the server over `config.database` (connecting, and migrating its schema) when
+    /// it is set, or as [`Server::new`] does.
+    pub async fn open(config: Config) -> Result<Server, PersistError> {
+        let Some(database) = &config.database else { return Server::new(config) };
+        #[cfg(feature = "postgres")]
+        {
+            let rules = registry::Rules {
+                presence_ttl: config.presence_ttl,
+                clock_skew: config.clock_skew,
+            };
+            let registry =
+                postgres::PgRegistry::connect(&database.url, database.ca.as_deref(), rules).await?;
+            tracing::info!("bindings in PostgreSQL");
+            Ok(Server::with(config, Bindings::Postgres(registry)))
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = database;
+            Err(PersistError::new("this phonebook was built without PostgreSQL".into()))
+        }
+    }
+
+    fn with(config: Config, registry: Bindings) -> Server {
         let limiter =
             limit::RateLimiter::new(config.limits.writes_per_minute, config.limits.write_burst);
-        Ok(Server {
+        Server {
             app: Arc::new(App { config, registry, limiter, metrics: metrics::Metrics::default() }),
-        })
+        }
     }
 
     /// The routes, for serving or for `oneshot` tests.
@@ -405,11 +459,93 @@ async fn sweep(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        let released = app.registry.sweep(now_ms(), app.config.release_after).await;
-        if released > 0 {
-            tracing::info!(released, "released usernames not seen for too long");
+        match app.registry.sweep(now_ms(), app.config.release_after).await {
+            Ok(0) => {}
+            Ok(released) => tracing::info!(released, "released usernames not seen for too long"),
+            Err(e) => tracing::warn!(error = %e, "sweeping the bindings failed"),
         }
         app.limiter.prune(Instant::now());
+    }
+}
+
+/// Where the bindings live: the embedded index (over its redb file, or in memory only), or a
+/// PostgreSQL database shared with other instances. Both apply [`registry::Rules`].
+pub(crate) enum Bindings {
+    Embedded(registry::Registry),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PgRegistry),
+}
+
+impl Bindings {
+    pub(crate) async fn register(
+        &self,
+        record: crate::Record,
+        now: u64,
+    ) -> Result<(registry::Registered, axum::body::Bytes), registry::RegistryError> {
+        match self {
+            Bindings::Embedded(r) => r.register(record, now).await,
+            #[cfg(feature = "postgres")]
+            Bindings::Postgres(r) => r.register(record, now).await,
+        }
+    }
+
+    pub(crate) async fn delete(
+        &self,
+        username: &tincan_wire::Username,
+        peer_id: libp2p_identity::PeerId,
+        deletion: crate::SignedDelete,
+        now: u64,
+    ) -> Result<(), registry::RegistryError> {
+        match self {
+            Bindings::Embedded(r) => r.delete(username, peer_id, deletion, now).await,
+            #[cfg(feature = "postgres")]
+            Bindings::Postgres(r) => r.delete(username, peer_id, deletion, now).await,
+        }
+    }
+
+    pub(crate) async fn lookup(
+        &self,
+        username: &tincan_wire::Username,
+        now: u64,
+    ) -> Result<Option<axum::body::Bytes>, registry::RegistryError> {
+        match self {
+            Bindings::Embedded(r) => Ok(r.lookup(username, now)),
+            #[cfg(feature = "postgres")]
+            Bindings::Postgres(r) => r.lookup(username, now).await,
+        }
+    }
+
+    pub(crate) async fn online(
+        &self,
+        after: Option<&tincan_wire::Username>,
+        limit: usize,
+        now: u64,
+    ) -> Result<(Vec<axum::body::Bytes>, Option<String>), registry::RegistryError> {
+        match self {
+            Bindings::Embedded(r) => Ok(r.online(after, limit, now)),
+            #[cfg(feature = "postgres")]
+            Bindings::Postgres(r) => r.online(after, limit, now).await,
+        }
+    }
+
+    pub(crate) async fn sweep(
+        &self,
+        now: u64,
+        release_after: Option<Duration>,
+    ) -> Result<usize, registry::RegistryError> {
+        match self {
+            Bindings::Embedded(r) => Ok(r.sweep(now, release_after).await),
+            #[cfg(feature = "postgres")]
+            Bindings::Postgres(r) => r.sweep(now, release_after).await,
+        }
+    }
+
+    pub(crate) async fn counts(&self, now: u64) -> Result<(usize, usize), registry::RegistryError> {
+        match self {
+            Bindings::Embedded(r) => Ok(r.counts(now)),
+            #[cfg(feature = "postgres")]
+            Bindings::Postgres(r) => r.counts(now).await,
+        }
     }
 }
 

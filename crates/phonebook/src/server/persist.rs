@@ -33,6 +33,12 @@ pub(crate) struct Stored {
 #[error("storage error: {0}")]
 pub struct PersistError(String);
 
+impl PersistError {
+    pub(crate) fn new(what: String) -> PersistError {
+        PersistError(what)
+    }
+}
+
 type Reply = oneshot::Sender<Result<(), PersistError>>;
 
 enum Write {

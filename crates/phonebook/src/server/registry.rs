@@ -60,6 +60,15 @@ impl Entry {
         }
     }
 
+    fn current(&self) -> Current {
+        Current {
+            peer_id: self.peer_id,
+            seq: self.seq,
+            bound_at: self.bound_at,
+            released_until: self.released_until,
+        }
+    }
+
     /// Whether this is a released name's tombstone rather than a binding.
     fn released(&self) -> bool {
         self.released_until.is_some()
@@ -74,7 +83,7 @@ impl Entry {
 const OFFLINE: &[u8] = b"{\"online\":false";
 const ONLINE: &[u8] = b"{\"online\":true";
 
-fn offline_body(username: &Username, stored: &Stored) -> Bytes {
+pub(crate) fn offline_body(username: &Username, stored: &Stored) -> Bytes {
     let endpoints: Vec<Endpoint> = stored
         .record
         .iter()
@@ -99,7 +108,7 @@ fn offline_body(username: &Username, stored: &Stored) -> Bytes {
     Bytes::from(body)
 }
 
-fn online_body(offline: &Bytes) -> Bytes {
+pub(crate) fn online_body(offline: &Bytes) -> Bytes {
     debug_assert!(offline.starts_with(OFFLINE));
     let mut out = Vec::with_capacity(offline.len());
     out.extend_from_slice(ONLINE);
@@ -136,6 +145,117 @@ impl Index {
         {
             self.tombstones.remove(&(until, username.clone()));
         }
+    }
+}
+
+/// What a write needs to know of a name as it stands: the row of any backend.
+#[derive(Clone, Debug)]
+pub(crate) struct Current {
+    pub(crate) peer_id: PeerId,
+    pub(crate) seq: u64,
+    pub(crate) bound_at: u64,
+    /// Set for a released name's tombstone: until when it keeps the highest `seq`.
+    pub(crate) released_until: Option<u64>,
+}
+
+/// The binding rules of `specs/phonebook.md` §3, with no storage: given how a name stands,
+/// what a write makes of it, or why it is refused. Every backend applies these, the embedded
+/// one under its index lock, PostgreSQL inside the transaction that holds the row.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rules {
+    pub(crate) presence_ttl: Duration,
+    pub(crate) clock_skew: Duration,
+}
+
+impl Rules {
+    /// Refuses a sequence number further ahead of `now` than the clock skew: sequence numbers
+    /// are the signer's clock in ms, and one far in the future (`u64::MAX`, say) would freeze
+    /// the name, since nothing could ever follow it.
+    pub(crate) fn check_seq(&self, seq: u64, now: u64) -> Result<(), RegistryError> {
+        if seq > now.saturating_add(ms(self.clock_skew)) {
+            return Err(RegistryError::SeqInFuture { got: seq });
+        }
+        Ok(())
+    }
+
+    /// What registering `record` at `now` stores, over the name's `current` row.
+    pub(crate) fn register(
+        &self,
+        current: Option<&Current>,
+        record: &Record,
+        now: u64,
+    ) -> Result<(Registered, Stored), RegistryError> {
+        self.check_seq(record.seq, now)?;
+        let outcome = match current {
+            // A released name is free, but its owner's old records stay refused: they
+            // would bind it again at old addresses.
+            Some(c) if c.released_until.is_some_and(|until| until > now) => {
+                if record.seq <= c.seq {
+                    return Err(RegistryError::StaleSeq { got: record.seq, current: c.seq });
+                }
+                Registered::Created
+            }
+            Some(c) if c.released_until.is_some() => Registered::Created,
+            Some(c) if c.peer_id != record.peer_id => return Err(RegistryError::NameTaken),
+            Some(c) if record.seq <= c.seq => {
+                return Err(RegistryError::StaleSeq { got: record.seq, current: c.seq });
+            }
+            Some(_) => Registered::Refreshed,
+            None => Registered::Created,
+        };
+        let bound_at = match (current, outcome) {
+            (Some(c), Registered::Refreshed) => c.bound_at,
+            _ => now,
+        };
+        Ok((
+            outcome,
+            Stored {
+                peer_id: record.peer_id.to_base58(),
+                seq: record.seq,
+                record: Some(record.signed.clone()),
+                deletion: None,
+                presence_until: record.expires_at.0.min(now.saturating_add(ms(self.presence_ttl))),
+                bound_at,
+                last_seen: now,
+                released_until: None,
+            },
+        ))
+    }
+
+    /// What `deletion` by `peer_id` at `now` stores, over the name's `current` row.
+    pub(crate) fn delete(
+        &self,
+        current: Option<&Current>,
+        peer_id: PeerId,
+        deletion: SignedDelete,
+        now: u64,
+    ) -> Result<Stored, RegistryError> {
+        self.check_seq(deletion.seq, now)?;
+        let current =
+            current.filter(|c| c.released_until.is_none()).ok_or(RegistryError::NotFound)?;
+        if current.peer_id != peer_id {
+            return Err(RegistryError::NotOwner);
+        }
+        if deletion.seq <= current.seq {
+            return Err(RegistryError::StaleSeq { got: deletion.seq, current: current.seq });
+        }
+        let seq = deletion.seq;
+        // Released, the name keeps a tombstone with the highest sequence number, until every
+        // record signed below it has expired (seq ≤ sign time + skew, and a record lives at
+        // most TTL + skew past its arrival).
+        let released_until = deletion.release.then(|| {
+            seq.max(now).saturating_add(ms(self.presence_ttl)).saturating_add(ms(self.clock_skew))
+        });
+        Ok(Stored {
+            peer_id: peer_id.to_base58(),
+            seq,
+            record: None,
+            deletion: Some(deletion),
+            presence_until: 0,
+            bound_at: current.bound_at,
+            last_seen: now,
+            released_until,
+        })
     }
 }
 
@@ -185,53 +305,23 @@ impl Registry {
         self
     }
 
+    fn rules(&self) -> Rules {
+        Rules { presence_ttl: self.presence_ttl, clock_skew: self.clock_skew }
+    }
+
     /// Registers or refreshes `record`, received at `now`. Returns the lookup answer.
     pub(crate) async fn register(
         &self,
         record: Record,
         now: u64,
     ) -> Result<(Registered, Bytes), RegistryError> {
-        self.check_seq(record.seq, now)?;
-        let presence_until = record.expires_at.0.min(now.saturating_add(ms(self.presence_ttl)));
+        let rules = self.rules();
+        rules.check_seq(record.seq, now)?;
         let (outcome, answer, pending, previous) = {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
             let previous = index.by_name.get(&record.username).cloned();
-            let outcome = match &previous {
-                // A released name is free, but its owner's old records stay refused: they
-                // would bind it again at old addresses.
-                Some(entry) if entry.released() && entry.released_until > Some(now) => {
-                    if record.seq <= entry.seq {
-                        return Err(RegistryError::StaleSeq {
-                            got: record.seq,
-                            current: entry.seq,
-                        });
-                    }
-                    Registered::Created
-                }
-                Some(entry) if entry.released() => Registered::Created,
-                Some(entry) if entry.peer_id != record.peer_id => {
-                    return Err(RegistryError::NameTaken);
-                }
-                Some(entry) if record.seq <= entry.seq => {
-                    return Err(RegistryError::StaleSeq { got: record.seq, current: entry.seq });
-                }
-                Some(_) => Registered::Refreshed,
-                None => Registered::Created,
-            };
-            let bound_at = match (&previous, outcome) {
-                (Some(e), Registered::Refreshed) => e.bound_at,
-                _ => now,
-            };
-            let stored = Stored {
-                peer_id: record.peer_id.to_base58(),
-                seq: record.seq,
-                record: Some(record.signed.clone()),
-                deletion: None,
-                presence_until,
-                bound_at,
-                last_seen: now,
-                released_until: None,
-            };
+            let (outcome, stored) =
+                rules.register(previous.as_ref().map(Entry::current).as_ref(), &record, now)?;
             let pending = self.queue_put(&record.username, &stored)?;
             let entry = Entry::new(&record.username, record.peer_id, &stored);
             let answer = entry.answer(now);
@@ -254,41 +344,19 @@ impl Registry {
         deletion: SignedDelete,
         now: u64,
     ) -> Result<(), RegistryError> {
-        self.check_seq(deletion.seq, now)?;
+        let rules = self.rules();
+        rules.check_seq(deletion.seq, now)?;
         let (pending, previous) = {
             let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
-            let entry = index
-                .by_name
-                .get(username)
-                .filter(|e| !e.released())
-                .ok_or(RegistryError::NotFound)?;
-            if entry.peer_id != peer_id {
-                return Err(RegistryError::NotOwner);
-            }
-            if deletion.seq <= entry.seq {
-                return Err(RegistryError::StaleSeq { got: deletion.seq, current: entry.seq });
-            }
-            let previous = Some(entry.clone());
+            let previous = index.by_name.get(username).cloned();
             let seq = deletion.seq;
+            let stored = rules.delete(
+                previous.as_ref().map(Entry::current).as_ref(),
+                peer_id,
+                deletion,
+                now,
+            )?;
             index.online.remove(username);
-            // Released, the name keeps a tombstone with the highest sequence number, until
-            // every record signed below it has expired (seq ≤ sign time + skew, and a record
-            // lives at most TTL + skew past its arrival).
-            let released_until = deletion.release.then(|| {
-                seq.max(now)
-                    .saturating_add(ms(self.presence_ttl))
-                    .saturating_add(ms(self.clock_skew))
-            });
-            let stored = Stored {
-                peer_id: peer_id.to_base58(),
-                seq,
-                record: None,
-                deletion: Some(deletion),
-                presence_until: 0,
-                bound_at: previous.as_ref().map_or(now, |e| e.bound_at),
-                last_seen: now,
-                released_until,
-            };
             let pending = self.queue_put(username, &stored)?;
             index.insert(username, Entry::new(username, peer_id, &stored));
             (pending, (seq, previous))
@@ -304,16 +372,6 @@ impl Registry {
     pub(crate) fn lookup(&self, username: &Username, now: u64) -> Option<Bytes> {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner());
         index.by_name.get(username).filter(|e| !e.released()).map(|entry| entry.answer(now))
-    }
-
-    /// Refuses a sequence number further ahead of `now` than the clock skew: sequence numbers
-    /// are the signer's clock in ms, and one far in the future (`u64::MAX`, say) would freeze
-    /// the name, since nothing could ever follow it.
-    fn check_seq(&self, seq: u64, now: u64) -> Result<(), RegistryError> {
-        if seq > now.saturating_add(ms(self.clock_skew)) {
-            return Err(RegistryError::SeqInFuture { got: seq });
-        }
-        Ok(())
     }
 
     /// The answers of up to `limit` users online at `now`, in username order, after `after`;
@@ -452,6 +510,6 @@ async fn wait(pending: Option<Pending>) -> Result<(), PersistError> {
     }
 }
 
-fn ms(d: Duration) -> u64 {
+pub(crate) fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

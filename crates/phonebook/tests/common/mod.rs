@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod postgres;
+
 use tincan_identity::Identity;
 use tincan_phonebook::{Client, SignedRecord};
 use tincan_wire::Username;
@@ -31,6 +33,13 @@ impl Phonebook {
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         Phonebook::spawn(data_dir, args)
+    }
+
+    /// Like [`Phonebook::start`], with the bindings kept by `backend`.
+    pub fn start_on(backend: &Backend, data_dir: &Path, extra: &[&str]) -> Phonebook {
+        let mut all: Vec<&str> = backend.args().collect();
+        all.extend_from_slice(extra);
+        Phonebook::start(data_dir, &all)
     }
 
     fn spawn(data_dir: &Path, args: Vec<String>) -> Phonebook {
@@ -89,6 +98,63 @@ impl Phonebook {
     pub fn respawn(data_dir: &Path, args: Vec<String>) -> Phonebook {
         Phonebook::spawn(data_dir, args)
     }
+}
+
+/// Where a phonebook under test keeps its bindings: the tests of the binding rules run on
+/// both (`on_both!`).
+pub enum Backend {
+    /// The embedded redb file in the data directory.
+    Redb,
+    /// A fresh database on a real PostgreSQL server started for the test.
+    Postgres { server: std::sync::Arc<postgres::Postgres>, url: String },
+}
+
+impl Backend {
+    /// A fresh PostgreSQL database, or `None` where PostgreSQL cannot run here (said loudly;
+    /// under CI, where `.ci/run` installs it, that is a failure).
+    pub fn postgres() -> Option<Backend> {
+        match postgres::Postgres::start() {
+            Ok(server) => {
+                let url = server.database();
+                Some(Backend::Postgres { server: std::sync::Arc::new(server), url })
+            }
+            Err(why) if std::env::var_os("CI").is_some() => {
+                panic!("CI installs PostgreSQL, but it cannot run: {why}")
+            }
+            Err(why) => {
+                eprintln!("!!! SKIPPED on PostgreSQL: {why}");
+                None
+            }
+        }
+    }
+
+    /// The phonebook's flags for this backend.
+    pub fn args(&self) -> impl Iterator<Item = &str> {
+        let url = match self {
+            Backend::Redb => None,
+            Backend::Postgres { url, .. } => Some(url.as_str()),
+        };
+        url.into_iter().flat_map(|url| ["--database", url])
+    }
+}
+
+/// Runs each named `async fn(Backend)` twice: as `NAME::redb` and `NAME::postgres`.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn redb() {
+                super::$name(super::common::Backend::Redb).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(backend) = super::common::Backend::postgres() {
+                    super::$name(backend).await
+                }
+            }
+        }
+    )*};
 }
 
 impl Drop for Phonebook {
