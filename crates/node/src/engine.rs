@@ -97,7 +97,7 @@ enum Internal {
         ttl: Duration,
     },
     /// What the phonebooks say of their relay: `Ok(None)` when none runs one.
-    Relay(Result<Option<(PeerId, Multiaddr)>, RelayError>),
+    Relay(Result<Vec<(PeerId, Multiaddr)>, RelayError>),
 }
 
 #[derive(NetworkBehaviour)]
@@ -784,6 +784,9 @@ impl Engine {
             }
             SwarmEvent::OutgoingConnectionError { peer_id: Some(peer), error, .. } => {
                 tracing::debug!(%peer, %error, "dialling failed");
+                if self.reservation.relay.as_ref().is_some_and(|(relay, _)| *relay == peer) {
+                    self.relay_unreachable(error.to_string());
+                }
                 self.core.dial_failed(peer, Instant::now());
                 self.drive();
             }
@@ -833,8 +836,13 @@ impl Engine {
                 if self.reservation.listener == Some(listener_id) {
                     let error = reason.err().map(|e| e.to_string());
                     tracing::info!(?error, "relay reservation ended");
+                    let failed = error.is_some();
                     self.reservation.closed(error, Instant::now(), rand::random::<f64>());
-                    self.nat_changed();
+                    let old = self.reservation.relay.clone();
+                    match if failed { self.reservation.fail_over() } else { None } {
+                        Some(new) => self.switch_relay(old, new),
+                        None => self.nat_changed(),
+                    }
                 }
             }
             _ => {}
@@ -968,47 +976,90 @@ impl Engine {
         let phonebooks = self.shared.directory.phonebooks().to_vec();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
-            let mut result = Err(RelayError::NoPhonebook);
+            // Every relay of every phonebook that answers, in order, each once; an error only
+            // if none answered.
+            let mut relays = Vec::new();
+            let mut error = Some(RelayError::NoPhonebook);
             for phonebook in &phonebooks {
-                match phonebook.relay().await {
-                    Ok(Some(info)) => {
-                        result = relay_addr(&info);
-                        if result.is_ok() {
-                            break;
+                match phonebook.relays().await {
+                    Ok(infos) => {
+                        error = None;
+                        for info in &infos {
+                            match relay_addr(info) {
+                                Ok(Some(relay))
+                                    if relays.len() < tincan_phonebook_client::MAX_RELAYS
+                                        && !relays.iter().any(|(p, _)| *p == relay.0) =>
+                                {
+                                    relays.push(relay)
+                                }
+                                Ok(_) => {}
+                                Err(e) => tracing::debug!(error = %e, "skipping a relay"),
+                            }
                         }
                     }
-                    Ok(None) => result = Ok(None),
-                    Err(e) => result = Err(RelayError::Phonebook(e)),
+                    Err(e) if relays.is_empty() => error = Some(RelayError::Phonebook(e)),
+                    Err(_) => {}
                 }
             }
+            let result = match error {
+                Some(e) if relays.is_empty() => Err(e),
+                _ => Ok(relays),
+            };
             let _ = tx.send(Internal::Relay(result)).await;
         });
     }
 
-    fn on_relay_found(&mut self, result: Result<Option<(PeerId, Multiaddr)>, RelayError>) {
+    fn on_relay_found(&mut self, result: Result<Vec<(PeerId, Multiaddr)>, RelayError>) {
         self.reservation.fetching = false;
         self.reservation.next_fetch = Instant::now() + nat::FETCH_INTERVAL;
         match result {
-            Ok(Some((peer, addr))) => {
-                if self.reservation.relay.as_ref() == Some(&(peer, addr.clone())) {
-                    return;
+            Ok(relays) if relays.is_empty() => tracing::debug!("no phonebook runs a relay"),
+            Ok(relays) => {
+                // Our own number among the relays, so that peers spread over them.
+                let start =
+                    self.swarm.local_peer_id().to_bytes().last().copied().unwrap_or(0) as usize;
+                let old = self.reservation.relay.clone();
+                if let Some(new) = self.reservation.announced(relays, start) {
+                    self.switch_relay(old, new);
                 }
-                tracing::info!(relay = %peer, %addr, "found the phonebook's relay");
-                if let Some((old, _)) = self.reservation.relay.take() {
-                    self.swarm.behaviour_mut().autonat.remove_server(&old);
-                }
-                if let Some(listener) = self.reservation.listener.take() {
-                    self.swarm.remove_listener(listener);
-                }
-                self.reservation.reserved = false;
-                self.swarm.behaviour_mut().autonat.add_server(peer, Some(addr.clone()));
-                self.reservation.relay = Some((peer, addr));
-                self.nat_changed();
-                self.tend_reservation(Instant::now());
             }
-            Ok(None) => tracing::debug!("no phonebook runs a relay"),
             Err(e) => tracing::debug!(error = %e, "asking for the relay failed"),
         }
+    }
+
+    /// Dialling the relay we reserve at failed: its reservation, if we were asking for one,
+    /// has failed too (the listener would wait on), and we move to another relay if there is
+    /// one.
+    fn relay_unreachable(&mut self, error: String) {
+        if self.reservation.reserved {
+            return;
+        }
+        if let Some(listener) = self.reservation.listener.take() {
+            self.swarm.remove_listener(listener);
+        }
+        tracing::info!(%error, "the relay is unreachable");
+        self.reservation.closed(Some(error), Instant::now(), rand::random::<f64>());
+        let old = self.reservation.relay.clone();
+        match self.reservation.fail_over() {
+            Some(new) => self.switch_relay(old, new),
+            None => self.nat_changed(),
+        }
+    }
+
+    /// Leaves the relay `old` (its reservation and its AutoNAT server) for `new`.
+    fn switch_relay(&mut self, old: Option<(PeerId, Multiaddr)>, new: (PeerId, Multiaddr)) {
+        let (peer, addr) = new;
+        tracing::info!(relay = %peer, %addr, "reserving at a relay of the phonebooks");
+        if let Some((old, _)) = old {
+            self.swarm.behaviour_mut().autonat.remove_server(&old);
+        }
+        if let Some(listener) = self.reservation.listener.take() {
+            self.swarm.remove_listener(listener);
+        }
+        self.reservation.reserved = false;
+        self.swarm.behaviour_mut().autonat.add_server(peer, Some(addr));
+        self.nat_changed();
+        self.tend_reservation(Instant::now());
     }
 
     fn on_chat(&mut self, event: request_response::Event<Inbound, Response>) {

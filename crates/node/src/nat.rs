@@ -93,10 +93,12 @@ impl Paths {
     }
 }
 
-/// Our reservation at the relay.
+/// Our reservation at a relay.
 pub(crate) struct Reservation {
-    /// The relay, once a phonebook announced it.
+    /// The relay we reserve at, one of `candidates`.
     pub(crate) relay: Option<(PeerId, Multiaddr)>,
+    /// Every relay the phonebooks announced, in their order.
+    pub(crate) candidates: Vec<(PeerId, Multiaddr)>,
     /// The listener on `<relay>/p2p-circuit` while we ask for or hold a reservation.
     pub(crate) listener: Option<ListenerId>,
     pub(crate) reserved: bool,
@@ -118,6 +120,7 @@ impl Reservation {
     pub(crate) fn new(now: Instant) -> Reservation {
         Reservation {
             relay: None,
+            candidates: Vec::new(),
             listener: None,
             reserved: false,
             last_error: None,
@@ -136,6 +139,43 @@ impl Reservation {
             addr.push(Protocol::P2p(*peer));
         }
         Some(addr.with(Protocol::P2pCircuit))
+    }
+
+    /// The phonebooks announced `relays`. The relay we use stays while it is among them and
+    /// not failing; otherwise we take the one at `start` (a number of our own, so that peers
+    /// spread over the relays), or the one after the failing relay. Returns the relay to
+    /// reserve at if it changed.
+    pub(crate) fn announced(
+        &mut self,
+        relays: Vec<(PeerId, Multiaddr)>,
+        start: usize,
+    ) -> Option<(PeerId, Multiaddr)> {
+        self.candidates = relays;
+        let current = self.relay.as_ref().and_then(|r| self.candidates.iter().position(|c| c == r));
+        let failing = !self.reserved && self.last_error.is_some();
+        let pick = match current {
+            Some(_) if !failing => return None,
+            Some(i) => i + 1,
+            None if self.candidates.is_empty() => return None,
+            None => start,
+        };
+        let next = self.candidates[pick % self.candidates.len()].clone();
+        (self.relay.as_ref() != Some(&next)).then(|| {
+            self.relay = Some(next.clone());
+            next
+        })
+    }
+
+    /// Reserving at the relay failed: moves to the next of the candidates, if there is
+    /// another. The backoff stays: relays that are all down are not tried in a storm.
+    pub(crate) fn fail_over(&mut self) -> Option<(PeerId, Multiaddr)> {
+        let current = self.relay.as_ref()?;
+        let i = self.candidates.iter().position(|c| c == current)?;
+        let next = self.candidates[(i + 1) % self.candidates.len()].clone();
+        (next != *current).then(|| {
+            self.relay = Some(next.clone());
+            next
+        })
     }
 
     pub(crate) fn accepted(&mut self) {
@@ -168,6 +208,30 @@ pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failing_relay_is_left_for_the_next_and_peers_spread_over_them() {
+        let now = Instant::now();
+        let relays: Vec<(PeerId, Multiaddr)> = (1..=3)
+            .map(|i| (PeerId::random(), format!("/ip4/198.18.0.{i}/tcp/4001").parse().unwrap()))
+            .collect();
+        let mut r = Reservation::new(now);
+        assert_eq!(r.announced(relays.clone(), 4), Some(relays[1].clone()), "4 mod 3");
+        r.accepted();
+        assert_eq!(r.announced(relays.clone(), 0), None, "a working relay stays");
+        // It goes away: the next one, with the backoff kept.
+        r.closed(Some("connection refused".into()), now, 0.5);
+        assert_eq!(r.fail_over(), Some(relays[2].clone()));
+        assert!(r.next_try > now, "no storm across relays that are all down");
+        r.closed(Some("connection refused".into()), now, 0.5);
+        assert_eq!(r.fail_over(), Some(relays[0].clone()), "round the list");
+        // A new list without ours: we move; a list of one that fails: we stay on it.
+        let others = vec![relays[1].clone()];
+        assert_eq!(r.announced(others.clone(), 0), Some(relays[1].clone()));
+        r.closed(Some("down".into()), now, 0.5);
+        assert_eq!(r.fail_over(), None);
+        assert_eq!(r.announced(others, 7), None);
+    }
 
     #[test]
     fn the_best_path_wins_and_changes_are_reported_once() {

@@ -5,6 +5,9 @@
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
 mod common;
+#[allow(dead_code)] // The phonebook's tests use the rest.
+#[path = "../../phonebook/tests/common/postgres.rs"]
+mod postgres;
 
 use std::time::Duration;
 
@@ -15,22 +18,24 @@ use tincan_node::{Config, Event, Node, Path, RelayPolicy};
 use tincan_store::{Status, Store};
 use tincan_wire::Username;
 
-/// A node; with a phonebook, it reserves at the phonebook's relay.
+/// A node; with phonebooks, it reserves at one of their relays.
 async fn node(
     dir: &std::path::Path,
     name: &str,
     phonebook: Option<&str>,
     hole_punch: bool,
 ) -> Node {
+    node_of(dir, name, phonebook.as_slice(), hole_punch).await
+}
+
+async fn node_of(dir: &std::path::Path, name: &str, phonebooks: &[&str], hole_punch: bool) -> Node {
     let store =
         Store::create(&dir.join(format!("{name}.redb")), &StoreRootKey::generate().unwrap())
             .unwrap();
     let mut config = Config::new(Username::new(name).unwrap());
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
-    config.phonebooks = phonebook
-        .into_iter()
-        .map(|url| tincan_phonebook_client::Client::new(url).unwrap())
-        .collect();
+    config.phonebooks =
+        phonebooks.iter().map(|url| tincan_phonebook_client::Client::new(url).unwrap()).collect();
     // On loopback the relay's probes would find us public and give the reservation up.
     config.nat.relay = RelayPolicy::Always;
     config.nat.hole_punch = hole_punch;
@@ -126,4 +131,71 @@ async fn messages_cross_the_relay_and_the_punch_takes_over() {
         alice.shutdown().await;
         bob.shutdown().await;
     }
+}
+
+/// Issue 15: phonebook instances over one database each run a relay and announce them all;
+/// when the relay a peer reserved at is killed, with its instance, the peer reserves at
+/// another and stays reachable through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_relay_is_killed_reserves_at_another() {
+    let pg = match postgres::Postgres::start() {
+        Ok(pg) => pg,
+        Err(why) if std::env::var_os("CI").is_some() => panic!("CI installs PostgreSQL: {why}"),
+        Err(why) => {
+            eprintln!("!!! SKIPPED: {why}");
+            return;
+        }
+    };
+    let url = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--relay",
+        "--relay-listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--relay-probe-private",
+        "--database",
+        &url,
+    ];
+    let mut instances = [
+        Phonebook::start_with(&dir.path().join("a"), &args),
+        Phonebook::start_with(&dir.path().join("b"), &args),
+    ];
+    let relay_id = |pb: &Phonebook| pb.relay[0].rsplit("/p2p/").next().unwrap().to_owned();
+    let listed = tincan_phonebook_client::Client::new(&instances[0].url).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while listed.relays().await.unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "both relays announced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let urls: Vec<&str> = instances.iter().map(|pb| pb.url.as_str()).collect();
+    let bob = node_of(dir.path(), "bob", &urls, false).await;
+    let mut bob_events = bob.subscribe();
+    reserved(&bob, &mut bob_events).await;
+    let first = bob.nat().relay.unwrap().peer_id.to_string();
+    let dead = instances.iter().position(|pb| relay_id(pb) == first).expect("one of ours");
+    let alive = relay_id(&instances[1 - dead]);
+    let killed = std::time::Instant::now();
+    instances[dead].crash();
+    let circuit = until(&mut bob_events, |e| match e {
+        Event::Published { addrs, .. } => addrs
+            .into_iter()
+            .find(|a| a.to_string().contains("/p2p-circuit") && a.to_string().contains(&alive)),
+        _ => None,
+    })
+    .await;
+    println!("reserved at the other relay {:?} after the first was killed", killed.elapsed());
+    // Reachable through it: alice knows bob only by that address.
+    let alice = node(dir.path(), "alice", None, false).await;
+    let mut alice_events = alice.subscribe();
+    let bob_name = bob.username().clone();
+    alice.add_contact(&bob_name, bob.peer_id(), vec![circuit]).await.unwrap();
+    let sent = alice.send(&bob_name, "through the other relay").await.unwrap();
+    until(&mut alice_events, |e| match e {
+        Event::Status { id, status: Status::Delivered { .. }, .. } if id == sent.id => Some(()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(alice.path(&bob.peer_id()), Some(Path::Relayed));
+    alice.shutdown().await;
+    bob.shutdown().await;
 }

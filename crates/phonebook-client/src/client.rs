@@ -58,6 +58,9 @@ pub struct Found {
 /// Largest answer a client reads; a phonebook's largest (a directory page of 100) is far below.
 const MAX_ANSWER: usize = 1 << 20;
 
+/// The most relays a client takes from one phonebook's list.
+pub const MAX_RELAYS: usize = 16;
+
 /// A client of one phonebook.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -138,6 +141,22 @@ impl Client {
         match self.get_json(&format!("{}/relay", self.base)).await {
             Ok(info) => Ok(Some(info)),
             Err(ClientError::Refused { code, .. }) if code == "no-relay" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every relay the phonebook announces (`GET /relays`), at most [`MAX_RELAYS`] of them
+    /// however many it sends; from a phonebook older than that route, the one of
+    /// `GET /relay`.
+    pub async fn relays(&self) -> Result<Vec<crate::RelayInfo>, ClientError> {
+        match self.get_json::<crate::RelayList>(&format!("{}/relays", self.base)).await {
+            Ok(mut list) => {
+                list.relays.truncate(MAX_RELAYS);
+                Ok(list.relays)
+            }
+            Err(ClientError::Refused { code, .. }) if code == "no-such-route" => {
+                Ok(self.relay().await?.into_iter().collect())
+            }
             Err(e) => Err(e),
         }
     }

@@ -30,9 +30,9 @@ mod types;
 pub mod fuzzing;
 
 #[cfg(feature = "client")]
-pub use client::{Client, ClientError, Found, verify_view};
+pub use client::{Client, ClientError, Found, MAX_RELAYS, verify_view};
 pub use record::{
     AddrText, Endpoint, MAX_ADDR_LEN, MAX_ADDRS, Record, RecordError, SignedDelete, SignedRecord,
     delete_payload, parse_addr, record_payload,
 };
-pub use types::{ErrorBody, ErrorDetail, Health, Info, PeerList, PeerView, RelayInfo};
+pub use types::{ErrorBody, ErrorDetail, Health, Info, PeerList, PeerView, RelayInfo, RelayList};

@@ -83,6 +83,13 @@ pub struct Info {
     pub directory: bool,
 }
 
+/// The relays of a phonebook, as `GET /relays` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RelayList {
+    /// At most 16, the answering instance's own first.
+    pub relays: Vec<RelayInfo>,
+}
+
 /// Where the relay is and what it allows, as `GET /relay` answers it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RelayInfo {

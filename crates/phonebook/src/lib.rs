@@ -27,5 +27,6 @@ pub mod server;
 // Records and the client live in `tincan-phonebook-client`, which peers use without the server.
 pub use tincan_phonebook_client::{
     AddrText, Client, ClientError, Endpoint, Found, MAX_ADDR_LEN, MAX_ADDRS, Record, RecordError,
-    RelayInfo, SignedDelete, SignedRecord, delete_payload, parse_addr, record_payload, verify_view,
+    RelayInfo, RelayList, SignedDelete, SignedRecord, delete_payload, parse_addr, record_payload,
+    verify_view,
 };

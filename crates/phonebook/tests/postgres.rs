@@ -326,7 +326,7 @@ async fn a_newer_schema_is_refused_and_an_empty_database_is_migrated() {
         .unwrap();
     assert!(b.client().lookup(&name("carol")).await.unwrap().is_some());
     drop((a, b));
-    assert!(pg.sql(&url, "SELECT version FROM tincan_schema").contains('1'));
+    assert_eq!(pg.sql(&url, "SELECT version FROM tincan_schema").trim(), "2", "migrated to 2");
     pg.sql(&url, "UPDATE tincan_schema SET version = 99");
     let out = Command::new(env!("CARGO_BIN_EXE_tincan-phonebook"))
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
@@ -350,4 +350,33 @@ async fn a_newer_schema_is_refused_and_an_empty_database_is_migrated() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("database"), "{stderr}");
     assert!(!stderr.contains("hunter2secret"), "the password leaked: {stderr}");
+}
+
+#[tokio::test]
+async fn every_instance_lists_every_live_relay_its_own_first() {
+    let Some(pg) = server() else { return };
+    let url = pg.database();
+    let relay = ["--relay", "--relay-listen", "/ip4/127.0.0.1/tcp/0"];
+    let (a, b, _dir) = two(&url, &relay);
+    let (own_a, own_b) =
+        (a.client().relay().await.unwrap().unwrap(), b.client().relay().await.unwrap().unwrap());
+    assert_ne!(own_a.peer_id, own_b.peer_id);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (la, lb) = (a.client().relays().await.unwrap(), b.client().relays().await.unwrap());
+        if la.len() == 2 && lb.len() == 2 {
+            assert_eq!((&la[0], &la[1]), (&own_a, &own_b));
+            assert_eq!((&lb[0], &lb[1]), (&own_b, &own_a));
+            break;
+        }
+        assert!(Instant::now() < deadline, "both relays listed: {la:?} {lb:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A clean stop withdraws it at once; a plain instance lists the rest.
+    assert!(b.stop().success());
+    assert_eq!(a.client().relays().await.unwrap(), vec![own_a.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let plain = Phonebook::start(dir.path(), &["--database", &url]);
+    assert_eq!(plain.client().relays().await.unwrap(), vec![own_a.clone()]);
+    assert_eq!(plain.client().relay().await.unwrap(), Some(own_a));
 }

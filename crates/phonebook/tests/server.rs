@@ -451,6 +451,7 @@ async fn the_relay_is_announced_and_keeps_its_key() {
     let raw = reqwest::get(format!("{}/relay", plain.url())).await.unwrap();
     assert_eq!(raw.status(), StatusCode::NOT_FOUND);
     assert_eq!(code(&raw.json().await.unwrap()), "no-relay");
+    assert_eq!(plain.client().relays().await.unwrap(), vec![], "an empty list, not an error");
     drop(plain);
 
     let flags =
@@ -462,6 +463,7 @@ async fn the_relay_is_announced_and_keeps_its_key() {
     assert!(info.addrs[0].ends_with(&format!("/p2p/{}", info.peer_id)), "{info:?}");
     assert_eq!((info.max_circuit_secs, info.max_circuit_bytes), (1800, 16 << 20));
     assert_eq!((info.max_circuits_per_peer, info.max_reservations_per_peer), (3, 2));
+    assert_eq!(pb.client().relays().await.unwrap(), vec![info.clone()], "GET /relays: its own");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -33,7 +33,7 @@ pub use tincan_phonebook_client::{ErrorBody, ErrorDetail, Health, Info, PeerList
         title = "tincan phonebook",
         description = "Signed username → address records. See specs/phonebook.md."
     ),
-    paths(register, lookup, delete, list, healthz, info, relay, metrics, openapi),
+    paths(register, lookup, delete, list, healthz, info, relay, relays, metrics, openapi),
     components(schemas(
         SignedRecord,
         SignedDelete,
@@ -42,6 +42,7 @@ pub use tincan_phonebook_client::{ErrorBody, ErrorDetail, Health, Info, PeerList
         PeerList,
         Info,
         crate::RelayInfo,
+        crate::RelayList,
         tincan_phonebook_client::AddrText,
         ErrorBody,
         ErrorDetail,
@@ -60,6 +61,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/info", get(info))
         .route("/relay", get(relay))
+        .route("/relays", get(relays))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .fallback(no_route)
@@ -473,14 +475,26 @@ async fn info(State(app): State<Arc<App>>) -> Json<Info> {
     (status = 404, description = "No relay runs here (`no-relay`)", body = ErrorBody),
 ))]
 async fn relay(State(app): State<Arc<App>>) -> Result<Json<crate::RelayInfo>, ApiError> {
-    match &app.config.relay {
-        Some(info) => Ok(Json(info.clone())),
+    let relays = app.registry.relays(app.config.relay.as_ref(), now_ms()).await?;
+    match relays.into_iter().next() {
+        Some(info) => Ok(Json(info)),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no-relay",
             "this phonebook runs no relay (start it with --relay)",
         )),
     }
+}
+
+/// Every relay of this phonebook's instances that is alive, this instance's first: a peer
+/// reserves at one and moves to another when it goes away.
+#[utoipa::path(get, path = "/relays", responses(
+    (status = 200, description = "The relays, at most 16; none is an empty list", body = crate::RelayList),
+    (status = 503, description = "storage-unavailable", body = ErrorBody),
+))]
+async fn relays(State(app): State<Arc<App>>) -> Result<Json<crate::RelayList>, ApiError> {
+    let relays = app.registry.relays(app.config.relay.as_ref(), now_ms()).await?;
+    Ok(Json(crate::RelayList { relays }))
 }
 
 /// Prometheus metrics.

@@ -233,6 +233,8 @@ impl Server {
         let mut refusals = RefusalLog::default();
         let graceful = GracefulShutdown::new();
         let sweeper = tokio::spawn(sweep(self.app.clone()));
+        #[cfg(feature = "postgres")]
+        let heartbeat = tokio::spawn(heartbeat(self.app.clone()));
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -294,6 +296,16 @@ impl Server {
             tracing::warn!("requests still in flight after 10 s; closing them");
         }
         sweeper.abort();
+        #[cfg(feature = "postgres")]
+        {
+            heartbeat.abort();
+            if let (Bindings::Postgres(registry), Some(relay)) =
+                (&self.app.registry, &self.app.config.relay)
+                && let Err(e) = registry.withdraw_relay(&relay.peer_id).await
+            {
+                tracing::warn!(error = %e, "withdrawing the relay from the database failed");
+            }
+        }
         // Every accepted write was durable before it was answered, and the requests in flight
         // have finished: nothing is left to flush. Dropping the state joins the writer thread.
         Ok(())
@@ -468,6 +480,32 @@ async fn sweep(app: Arc<App>) {
     }
 }
 
+/// The most relays `GET /relays` lists: what a client takes.
+pub use tincan_phonebook_client::MAX_RELAYS;
+
+/// How long an instance's relay stays announced in the database without a heartbeat, and how
+/// often the heartbeat comes.
+#[cfg(feature = "postgres")]
+const RELAY_TTL: Duration = Duration::from_secs(30);
+#[cfg(feature = "postgres")]
+const RELAY_HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// Keeps this instance's relay announced in the database while it serves.
+#[cfg(feature = "postgres")]
+async fn heartbeat(app: Arc<App>) {
+    let (Bindings::Postgres(registry), Some(relay)) = (&app.registry, &app.config.relay) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(RELAY_HEARTBEAT);
+    loop {
+        tick.tick().await;
+        let until = now_ms().saturating_add(registry::ms(RELAY_TTL));
+        if let Err(e) = registry.announce_relay(relay, until).await {
+            tracing::warn!(error = %e, "announcing the relay in the database failed");
+        }
+    }
+}
+
 /// Where the bindings live: the embedded index (over its redb file, or in memory only), or a
 /// PostgreSQL database shared with other instances. Both apply [`registry::Rules`].
 pub(crate) enum Bindings {
@@ -537,6 +575,34 @@ impl Bindings {
             Bindings::Embedded(r) => Ok(r.sweep(now, release_after).await),
             #[cfg(feature = "postgres")]
             Bindings::Postgres(r) => r.sweep(now, release_after).await,
+        }
+    }
+
+    /// The relays to announce at `now`: with a database, every instance's that is alive
+    /// (this one's first); embedded, this one's, if it runs one.
+    pub(crate) async fn relays(
+        &self,
+        own: Option<&crate::RelayInfo>,
+        now: u64,
+    ) -> Result<Vec<crate::RelayInfo>, registry::RegistryError> {
+        let own: Vec<crate::RelayInfo> = own.into_iter().cloned().collect();
+        match self {
+            Bindings::Embedded(_) => {
+                let _ = now;
+                Ok(own)
+            }
+            #[cfg(feature = "postgres")]
+            Bindings::Postgres(r) => {
+                let mut relays = own;
+                for relay in r.relays(now, MAX_RELAYS).await? {
+                    if relays.len() < MAX_RELAYS
+                        && relays.iter().all(|o| o.peer_id != relay.peer_id)
+                    {
+                        relays.push(relay);
+                    }
+                }
+                Ok(relays)
+            }
         }
     }
 

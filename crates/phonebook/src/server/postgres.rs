@@ -23,7 +23,7 @@ use crate::{Record, SignedDelete};
 
 /// The schema this binary writes. A database with a newer one is refused: an older binary
 /// could break rules it does not know.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -44,6 +44,14 @@ const MIGRATIONS: &[&str] = &[
         WHERE released_until IS NOT NULL;
     CREATE INDEX tincan_bindings_last_seen ON tincan_bindings (last_seen)
         WHERE released_until IS NULL;
+    "#,
+    // 2: the relays the instances run, each announced until its heartbeat stops.
+    r#"
+    CREATE TABLE tincan_relays (
+        peer_id text COLLATE "C" PRIMARY KEY,
+        info bytea NOT NULL,
+        until bigint NOT NULL
+    );
     "#,
 ];
 
@@ -291,6 +299,59 @@ impl PgRegistry {
             .await
             .map_err(db_error)?;
         Ok(usize::try_from(released).unwrap_or(usize::MAX))
+    }
+
+    /// Announces `info` (the relay beside this instance) until `until`; called again before
+    /// then, as a heartbeat, so that a relay whose instance died drops out of the list.
+    pub(crate) async fn announce_relay(
+        &self,
+        info: &crate::RelayInfo,
+        until: u64,
+    ) -> Result<(), RegistryError> {
+        let bytes = serde_json::to_vec(info)
+            .map_err(|e| PersistError::new(format!("encoding the relay: {e}")))?;
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                "INSERT INTO tincan_relays (peer_id, info, until) VALUES ($1, $2, $3)
+                 ON CONFLICT (peer_id) DO UPDATE SET info = EXCLUDED.info, until = EXCLUDED.until",
+                &[&info.peer_id, &bytes, &int(until)],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Takes the relay out of the list (its instance stops).
+    pub(crate) async fn withdraw_relay(&self, peer_id: &str) -> Result<(), RegistryError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute("DELETE FROM tincan_relays WHERE peer_id = $1", &[&peer_id])
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// The relays announced and alive at `now`, at most `limit`, by PeerId. A row that does
+    /// not decode is skipped: another instance, perhaps newer, wrote it.
+    pub(crate) async fn relays(
+        &self,
+        now: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::RelayInfo>, RegistryError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT info FROM tincan_relays WHERE until > $1 ORDER BY peer_id LIMIT $2",
+                &[&int(now), &limit],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| serde_json::from_slice(row.get::<_, &[u8]>(0)).ok())
+            .collect())
     }
 
     /// Bindings, and users online now.
