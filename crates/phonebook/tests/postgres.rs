@@ -350,6 +350,13 @@ async fn a_newer_schema_is_refused_and_an_empty_database_is_migrated() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("database"), "{stderr}");
     assert!(!stderr.contains("hunter2secret"), "the password leaked: {stderr}");
+    let help = Command::new(env!("CARGO_BIN_EXE_tincan-phonebook"))
+        .arg("--help")
+        .env("TINCAN_PHONEBOOK_DATABASE", "postgres://tincan:hunter2secret@127.0.0.1:1/pb")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--database") && !help.contains("hunter2secret"), "{help}");
 }
 
 #[tokio::test]
@@ -379,4 +386,96 @@ async fn every_instance_lists_every_live_relay_its_own_first() {
     let plain = Phonebook::start(dir.path(), &["--database", &url]);
     assert_eq!(plain.client().relays().await.unwrap(), vec![own_a.clone()]);
     assert_eq!(plain.client().relay().await.unwrap(), Some(own_a));
+}
+
+/// Lookups in flight together share queries: each still gets its own name's answer, a name
+/// asked twice in one batch both times, and a name nobody holds its 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_that_share_a_query_each_get_their_own_answer() {
+    let Some(pg) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start(dir.path(), &["--database", &pg.database()]);
+    let mut owners = Vec::new();
+    for i in 0..40 {
+        let id = identity();
+        pb.client()
+            .register(&id, &name(&format!("held{i}")), &addrs(), Duration::from_secs(60), now())
+            .await
+            .unwrap();
+        owners.push(id.peer_id());
+    }
+    let owners = Arc::new(owners);
+    let mut tasks = Vec::new();
+    for t in 0..400 {
+        let (client, owners) = (pb.client(), owners.clone());
+        tasks.push(tokio::spawn(async move {
+            let i = t % 80;
+            let user = if i < 40 { format!("held{i}") } else { format!("free{i}") };
+            let found = client.lookup(&name(&user)).await.unwrap();
+            match found {
+                Some(f) => assert!(i < 40 && f.peer_id == owners[i], "{user} got {}", f.username),
+                None => assert!(i >= 40, "{user} is held"),
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+/// `sslmode=require`: the connection is TLS, verified against `--database-ca`; without that
+/// CA the same server is refused.
+#[tokio::test]
+async fn tls_to_the_database_is_verified() {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "tincan test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let server_cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let pg = match Postgres::start_tls(&server_cert.pem(), &key.serialize_pem()) {
+        Ok(pg) => pg,
+        Err(why) if std::env::var_os("CI").is_some() => panic!("CI installs PostgreSQL: {why}"),
+        Err(why) => {
+            eprintln!("!!! SKIPPED: {why}");
+            return;
+        }
+    };
+    let plain = pg.database();
+    let url = plain.replace("sslmode=disable", "sslmode=require");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_tincan-phonebook"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("refused"))
+        .args(["--database", &url])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "a certificate of an unknown CA is refused");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("certificate") || stderr.contains("Certificate"), "{stderr}");
+
+    let pb = Phonebook::start(
+        &dir.path().join("pb"),
+        &["--database", &url, "--database-ca", ca_file.to_str().unwrap()],
+    );
+    let alice = identity();
+    pb.client()
+        .register(&alice, &name("alice"), &addrs(), Duration::from_secs(60), now())
+        .await
+        .unwrap();
+    assert_eq!(pb.client().lookup(&name("alice")).await.unwrap().unwrap().peer_id, alice.peer_id());
+    let tls = pg.sql(
+        &plain,
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE ssl AND application_name = 'tincan-phonebook'",
+    );
+    assert!(tls.trim().parse::<u32>().unwrap() > 0, "the phonebook's connections are TLS: {tls}");
 }

@@ -539,6 +539,7 @@ async fn health_info_metrics_and_openapi() {
             "GET /peers/",
             "GET /peers/{username}",
             "GET /relay",
+            "GET /relays",
             "POST /peers/{username}",
         ]
     );

@@ -513,3 +513,84 @@ async fn wait(pending: Option<Pending>) -> Result<(), PersistError> {
 pub(crate) fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tincan_identity::Identity;
+    use tincan_wire::UnixMillis;
+
+    use crate::SignedRecord;
+
+    const RULES: Rules =
+        Rules { presence_ttl: Duration::from_secs(300), clock_skew: Duration::from_secs(120) };
+
+    fn record(id: &Identity, seq: u64) -> Record {
+        let addrs = ["/ip4/198.18.0.1/tcp/4001".parse().unwrap()];
+        let name = Username::new("alice").unwrap();
+        SignedRecord::sign(id, &name, &addrs, seq, UnixMillis(seq + 60_000)).verify().unwrap()
+    }
+
+    fn current(stored: &Stored) -> Current {
+        Current {
+            peer_id: stored.peer_id.parse().unwrap(),
+            seq: stored.seq,
+            bound_at: stored.bound_at,
+            released_until: stored.released_until,
+        }
+    }
+
+    #[test]
+    fn the_rules_bind_refresh_refuse_and_release() {
+        let (alice, mallory) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+        let now = 1_000_000;
+        let (outcome, first) = RULES.register(None, &record(&alice, now), now).unwrap();
+        assert_eq!(
+            (outcome, first.bound_at, first.presence_until),
+            (Registered::Created, now, now + 60_000)
+        );
+        let bound = current(&first);
+        let (outcome, later) =
+            RULES.register(Some(&bound), &record(&alice, now + 5), now + 5).unwrap();
+        assert_eq!((outcome, later.bound_at), (Registered::Refreshed, now), "bound_at is kept");
+        assert!(matches!(
+            RULES.register(Some(&bound), &record(&mallory, now + 5), now + 5),
+            Err(RegistryError::NameTaken)
+        ));
+        assert!(matches!(
+            RULES.register(Some(&current(&later)), &record(&alice, now + 5), now + 6),
+            Err(RegistryError::StaleSeq { got, current }) if got == now + 5 && current == now + 5
+        ));
+        assert!(matches!(
+            RULES.register(None, &record(&alice, now + 121_000), now),
+            Err(RegistryError::SeqInFuture { .. })
+        ));
+        // Released by its owner: a tombstone that refuses the old records, then lets anyone in.
+        let name = Username::new("alice").unwrap();
+        let release = SignedDelete::sign(&alice, &name, now + 10, true);
+        assert!(matches!(
+            RULES.delete(Some(&current(&later)), mallory.peer_id(), release.clone(), now + 10),
+            Err(RegistryError::NotOwner)
+        ));
+        let tomb =
+            RULES.delete(Some(&current(&later)), alice.peer_id(), release, now + 10).unwrap();
+        assert_eq!(tomb.released_until, Some(now + 10 + 300_000 + 120_000));
+        let tomb = current(&tomb);
+        assert!(matches!(
+            RULES.register(Some(&tomb), &record(&alice, now + 5), now + 20),
+            Err(RegistryError::StaleSeq { .. })
+        ));
+        let (outcome, taken) =
+            RULES.register(Some(&tomb), &record(&mallory, now + 30), now + 30).unwrap();
+        assert_eq!((outcome, taken.bound_at), (Registered::Created, now + 30));
+        assert!(matches!(
+            RULES.delete(
+                Some(&tomb),
+                alice.peer_id(),
+                SignedDelete::sign(&alice, &name, now + 40, false),
+                now + 40
+            ),
+            Err(RegistryError::NotFound)
+        ));
+    }
+}

@@ -52,6 +52,15 @@ fn is_root() -> bool {
 impl Postgres {
     /// Starts a fresh server, or says why it cannot.
     pub fn start() -> Result<Postgres, String> {
+        Postgres::start_with(None)
+    }
+
+    /// Starts a fresh server that also takes TLS, with this certificate chain and key (PEM).
+    pub fn start_tls(cert: &str, key: &str) -> Result<Postgres, String> {
+        Postgres::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Result<Postgres, String> {
         let bin = bin_dir().ok_or("PostgreSQL is not installed (no initdb and postgres)")?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let data = dir.path().join("data");
@@ -87,6 +96,24 @@ impl Postgres {
             .map_err(|e| format!("initdb: {e}"))?;
         if !initdb.status.success() {
             return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr)));
+        }
+        if let Some((cert, key)) = tls {
+            let conf = pg.data.join("postgresql.conf");
+            let mut settings = std::fs::read_to_string(&conf).map_err(|e| e.to_string())?;
+            for (file, pem, mode) in [("server.crt", cert, 0o644), ("server.key", key, 0o600)] {
+                let path = pg.data.join(file);
+                std::fs::write(&path, pem).map_err(|e| e.to_string())?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| e.to_string())?;
+                if let Some(user) = &pg.user {
+                    Command::new("chown").arg(format!("{user}:")).arg(&path).status().unwrap();
+                }
+            }
+            settings.push_str(
+                "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            );
+            std::fs::write(&conf, settings).map_err(|e| e.to_string())?;
         }
         pg.run()?;
         Ok(pg)
