@@ -4,6 +4,9 @@
 //! exist here. Every argument uses its shortest form, and map keys are unsigned integers in
 //! strictly increasing order. The [`Reader`] rejects anything else, so for every accepted input
 //! re-encoding the decoded value gives back exactly the same bytes.
+//!
+//! Public so that the crates built on this one (`tincan-seal`) encode their structures with the
+//! same codec and the same rules.
 
 use crate::DecodeError;
 
@@ -15,43 +18,50 @@ const MAJOR_MAP: u8 = 5;
 
 /// Appends deterministic CBOR items to a buffer. Encoding cannot fail.
 #[derive(Debug, Default)]
-pub(crate) struct Writer {
+pub struct Writer {
     buf: Vec<u8>,
 }
 
 impl Writer {
-    pub(crate) fn with_capacity(capacity: usize) -> Self {
+    /// A writer whose buffer holds `capacity` bytes before it grows.
+    pub fn with_capacity(capacity: usize) -> Self {
         Writer { buf: Vec::with_capacity(capacity) }
     }
 
-    pub(crate) fn into_bytes(self) -> Vec<u8> {
+    /// The bytes written so far.
+    pub fn into_bytes(self) -> Vec<u8> {
         self.buf
     }
 
-    pub(crate) fn uint(&mut self, value: u64) {
+    /// Writes an unsigned integer.
+    pub fn uint(&mut self, value: u64) {
         self.head(MAJOR_UINT, value);
     }
 
-    pub(crate) fn bytes(&mut self, value: &[u8]) {
+    /// Writes a byte string.
+    pub fn bytes(&mut self, value: &[u8]) {
         self.head(MAJOR_BYTES, value.len() as u64);
         self.buf.extend_from_slice(value);
     }
 
-    pub(crate) fn text(&mut self, value: &str) {
+    /// Writes a text string.
+    pub fn text(&mut self, value: &str) {
         self.head(MAJOR_TEXT, value.len() as u64);
         self.buf.extend_from_slice(value.as_bytes());
     }
 
-    pub(crate) fn array(&mut self, len: usize) {
+    /// Writes an array head of `len` items; the caller writes the items next.
+    pub fn array(&mut self, len: usize) {
         self.head(MAJOR_ARRAY, len as u64);
     }
 
-    pub(crate) fn map(&mut self, len: usize) {
+    /// Writes a map head of `len` pairs; the caller writes the keys and values next.
+    pub fn map(&mut self, len: usize) {
         self.head(MAJOR_MAP, len as u64);
     }
 
     /// Writes a map key. Callers write keys in increasing order; the decoder enforces it.
-    pub(crate) fn key(&mut self, key: u64) {
+    pub fn key(&mut self, key: u64) {
         self.uint(key);
     }
 
@@ -82,40 +92,43 @@ impl Writer {
 /// Lengths are checked against the caller's limit and against the bytes actually left before
 /// anything is allocated, so a forged length can neither allocate nor read out of bounds.
 #[derive(Debug)]
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     input: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(input: &'a [u8]) -> Self {
+    /// A reader over `input`, from its first byte.
+    pub fn new(input: &'a [u8]) -> Self {
         Reader { input, pos: 0 }
     }
 
+    /// The bytes not read yet.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.input[self.pos..]
+    }
+
     /// Fails with [`DecodeError::TrailingBytes`] unless the whole input was consumed.
-    pub(crate) fn finish(&self) -> Result<(), DecodeError> {
+    pub fn finish(&self) -> Result<(), DecodeError> {
         match self.input.len() - self.pos {
             0 => Ok(()),
             extra => Err(DecodeError::TrailingBytes(extra)),
         }
     }
 
-    pub(crate) fn uint(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+    /// Reads an unsigned integer in its shortest form.
+    pub fn uint(&mut self, field: &'static str) -> Result<u64, DecodeError> {
         self.head(MAJOR_UINT, field)
     }
 
     /// Reads a byte string of at most `max` bytes.
-    pub(crate) fn bytes(
-        &mut self,
-        field: &'static str,
-        max: usize,
-    ) -> Result<&'a [u8], DecodeError> {
+    pub fn bytes(&mut self, field: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
         let len = self.head(MAJOR_BYTES, field)?;
         self.take(field, len, max)
     }
 
     /// Reads a UTF-8 text string of at most `max` bytes.
-    pub(crate) fn text(&mut self, field: &'static str, max: usize) -> Result<&'a str, DecodeError> {
+    pub fn text(&mut self, field: &'static str, max: usize) -> Result<&'a str, DecodeError> {
         let len = self.head(MAJOR_TEXT, field)?;
         let raw = self.take(field, len, max)?;
         std::str::from_utf8(raw).map_err(|_| DecodeError::InvalidUtf8 { field })
@@ -125,13 +138,13 @@ impl<'a> Reader<'a> {
     ///
     /// The count is also checked against the bytes left (every item takes at least one byte),
     /// so callers may reserve `count` slots without trusting the input.
-    pub(crate) fn array(&mut self, field: &'static str, max: usize) -> Result<usize, DecodeError> {
+    pub fn array(&mut self, field: &'static str, max: usize) -> Result<usize, DecodeError> {
         let len = self.head(MAJOR_ARRAY, field)?;
         self.count(field, len, max)
     }
 
     /// Reads a map head with at most `max` pairs and returns the pair count.
-    pub(crate) fn map(&mut self, field: &'static str, max: usize) -> Result<usize, DecodeError> {
+    pub fn map(&mut self, field: &'static str, max: usize) -> Result<usize, DecodeError> {
         let len = self.head(MAJOR_MAP, field)?;
         self.count(field, len, max)
     }
@@ -140,7 +153,7 @@ impl<'a> Reader<'a> {
     ///
     /// Messages have a fixed set of keys written in increasing order, so reading them in that
     /// order both checks the canonical order and finds missing or unknown fields.
-    pub(crate) fn key(&mut self, expected: u64, field: &'static str) -> Result<(), DecodeError> {
+    pub fn key(&mut self, expected: u64, field: &'static str) -> Result<(), DecodeError> {
         let found = self.head(MAJOR_UINT, "map key")?;
         if found == expected {
             Ok(())

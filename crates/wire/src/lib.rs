@@ -24,7 +24,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod cbor;
+pub mod cbor;
 mod error;
 pub mod frame;
 mod message;
