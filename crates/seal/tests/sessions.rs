@@ -352,3 +352,109 @@ fn pickles_need_their_key_and_refuse_hostile_bytes() {
     let text = format!("{:?} {:?} {:?}", alice.account, alice.sessions, key);
     assert!(!text.contains("pickle") || text.contains("PickleKey(..)"), "{text}");
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What the network does to one envelope in flight.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// Alice (true) or bob seals a message; it goes in flight.
+        Send(bool),
+        /// The envelope at this index (modulo) of those in flight arrives and is committed.
+        Deliver(usize),
+        /// It arrives again after it was opened: refused.
+        Replay(usize),
+        /// It arrives with a byte changed: refused.
+        Flip(usize, usize),
+        /// It is opened, and the receiver crashes before committing: the state stays.
+        Crash(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => any::<bool>().prop_map(Step::Send),
+            3 => any::<usize>().prop_map(Step::Deliver),
+            1 => any::<usize>().prop_map(Step::Replay),
+            1 => (any::<usize>(), any::<usize>()).prop_map(|(i, b)| Step::Flip(i, b)),
+            1 => any::<usize>().prop_map(Step::Crash),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever order envelopes arrive in, with replays, changed bytes and crashes before
+        /// commits in between: every envelope opens exactly once, to what was sealed, and
+        /// nothing refused changes a session.
+        #[test]
+        fn any_order_with_replays_flips_and_crashes_opens_each_message_once(
+            steps in proptest::collection::vec(step(), 1..60)
+        ) {
+            let (mut alice, mut bob) = pair();
+            // (to_bob, envelope, opened already)
+            let mut flight: Vec<(bool, Envelope, bool)> = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Send(from_alice) => {
+                        let envelope =
+                            if from_alice { alice.send(&bob) } else { bob.send(&alice) };
+                        flight.push((from_alice, envelope, false));
+                    }
+                    Step::Deliver(i) | Step::Replay(i) | Step::Flip(i, _) | Step::Crash(i)
+                        if flight.is_empty() => { let _ = i; }
+                    Step::Deliver(i) => {
+                        let i = i % flight.len();
+                        let (to_bob, envelope, opened) = &mut flight[i];
+                        let receiver = if *to_bob { &mut bob } else { &mut alice };
+                        let result = receiver.receive(envelope);
+                        if *opened {
+                            prop_assert!(result.is_err(), "opened twice");
+                        } else {
+                            let got = result.map_err(|e| TestCaseError::fail(format!("{e}")))?;
+                            let sender = if *to_bob { "alice" } else { "bob" };
+                            prop_assert_eq!(got.id, envelope.id);
+                            prop_assert_eq!(
+                                got.contents.text.as_str(),
+                                text_of(sender, envelope.seq.get())
+                            );
+                            receiver.commit(&got);
+                            *opened = true;
+                        }
+                    }
+                    Step::Replay(i) => {
+                        let (to_bob, envelope, opened) = &flight[i % flight.len()];
+                        if *opened {
+                            let receiver = if *to_bob { &bob } else { &alice };
+                            prop_assert!(receiver.sessions.open(&receiver.account, envelope).is_err());
+                        }
+                    }
+                    Step::Flip(i, b) => {
+                        let (to_bob, envelope, _) = &flight[i % flight.len()];
+                        let mut flipped = envelope.clone();
+                        let at = b % flipped.body.len();
+                        flipped.body[at] ^= 1 << (b % 8);
+                        let receiver = if *to_bob { &bob } else { &alice };
+                        prop_assert!(receiver.sessions.open(&receiver.account, &flipped).is_err());
+                    }
+                    Step::Crash(i) => {
+                        let (to_bob, envelope, _) = &flight[i % flight.len()];
+                        let receiver = if *to_bob { &bob } else { &alice };
+                        // Opened (or refused), then the process dies: nothing is committed.
+                        let _ = receiver.sessions.open(&receiver.account, envelope);
+                    }
+                }
+            }
+            // Everything still in flight opens, in any order: nothing was lost.
+            for (to_bob, envelope, opened) in &flight {
+                if !opened {
+                    let receiver = if *to_bob { &mut bob } else { &mut alice };
+                    let got = receiver.receive(envelope)
+                        .map_err(|e| TestCaseError::fail(format!("left over: {e}")))?;
+                    receiver.commit(&got);
+                }
+            }
+        }
+    }
+}
