@@ -94,11 +94,7 @@ impl Account {
 
     /// The account as the store keeps it (`specs/sealed.md` §7).
     pub fn pickle(&self, key: &PickleKey) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.map(3);
-        w.key(0);
-        w.uint(PICKLE_VERSION);
-        w.key(1);
+        let mut w = pickle_head();
         w.bytes(&self.keys.encode());
         w.key(2);
         w.text(&self.olm.pickle().encrypt(&key.0));
@@ -153,6 +149,16 @@ fn signed_keys(olm: &mut OlmAccount, identity: &Identity, serial: u64) -> Signed
         serial,
     }
     .sign(identity)
+}
+
+/// A pickle's map of three entries, up to the key of its second field: both pickles start so.
+fn pickle_head() -> Writer {
+    let mut w = Writer::default();
+    w.map(3);
+    w.key(0);
+    w.uint(PICKLE_VERSION);
+    w.key(1);
+    w
 }
 
 fn read_pickle_head(
@@ -464,11 +470,7 @@ impl Sessions {
 
     /// The sessions as the store keeps them (`specs/sealed.md` §7).
     pub fn pickle(&self, key: &PickleKey) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.map(3);
-        w.key(0);
-        w.uint(PICKLE_VERSION);
-        w.key(1);
+        let mut w = pickle_head();
         w.bytes(&self.peer.to_bytes());
         w.key(2);
         w.array(self.entries.len());
