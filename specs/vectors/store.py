@@ -10,7 +10,7 @@ import cbor2
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
 
 ROOT = bytes(range(32))
-TABLES = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"]
+TABLES = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8"]
 BUCKETS = [64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192]
 
 
@@ -77,7 +77,7 @@ print(json.dumps({
                     "value_key_context": "tincan store v1 table %s values" % TABLES[t],
                     "value_key": value_key(t).hex(),
                     "key_hash_key_context": "tincan store v1 table %s keys" % TABLES[t],
-                    "key_hash_key": key_hash_key(t).hex()} for t in range(8)],
+                    "key_hash_key": key_hash_key(t).hex()} for t in range(len(TABLES))],
     "keyed_hashes": [
         {"table": 2, "input": b"alice".hex(), "hash": blake3.blake3(b"alice", key=key_hash_key(2)).digest().hex(),
          "note": "Names: the username"},

@@ -87,6 +87,9 @@ pub enum StoreError {
     /// The store was opened read-only.
     #[error("the store is open read-only")]
     ReadOnly,
+    /// Sealing a queued message failed; nothing was queued. Holds the sealing's reason.
+    #[error("the message could not be sealed: {0}")]
+    Sealing(String),
     /// Writing failed (an I/O error); nothing of this write was committed.
     #[error("store write failed: {0}")]
     Storage(String),

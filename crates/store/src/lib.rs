@@ -43,5 +43,5 @@ pub use tincan_wire::UnixMillis;
 pub use types::{
     Claim, Contact, ContactKind, ConversationId, Deleted, Direction, Incoming, KeyChange, LogEntry,
     MAX_ADDR_LEN, MAX_ADDRS, MAX_KEY_CHANGES, MAX_REJECTED_KEYS, OutboxEntry, Queued, Received,
-    RequestLimits, Status,
+    RequestLimits, SealInput, SealOutput, Status,
 };

@@ -27,7 +27,18 @@ pub(crate) struct OutboxRow {
     pub(crate) position: u64,
     pub(crate) attempts: u32,
     pub(crate) next_attempt_at: UnixMillis,
+    /// The sealed envelope every attempt sends (`specs/sealed.md` §7.1); absent in rows
+    /// queued unsealed.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub(crate) envelope: Option<Vec<u8>>,
 }
+
+/// Seals a message while it is queued, in the transaction that queues it.
+pub(crate) type SealFn =
+    Box<dyn FnOnce(crate::SealInput<'_>) -> Result<crate::SealOutput, String> + Send>;
+
+/// The key of the Olm account in the Olm table; conversations' sessions are under their ids.
+pub(crate) const OLM_ACCOUNT: &[u8] = b"account";
 
 type Handle<'a> = RedbTable<'a, &'static [u8], &'static [u8]>;
 
@@ -452,6 +463,7 @@ pub(crate) fn enqueue(
     conv: ConversationId,
     text: Text,
     now: UnixMillis,
+    seal: Option<SealFn>,
 ) -> Result<Queued, StoreError> {
     let mut contact = ctx.contact(&conv)?;
     if contact.kind == ContactKind::Request {
@@ -474,7 +486,24 @@ pub(crate) fn enqueue(
         missing_before: 0,
         late: false,
     };
-    let row = OutboxRow { seq, id, sent_at: now, position, attempts: 0, next_attempt_at: now };
+    // Sealed before anything is written: a sealing that fails leaves no trace.
+    let sealed = match seal {
+        None => None,
+        Some(seal) => {
+            let sessions = get_blob(ctx, &conv.0)?;
+            let input = crate::SealInput { id, seq, sent_at: now, sessions: sessions.as_deref() };
+            Some(seal(input).map_err(StoreError::Sealing)?)
+        }
+    };
+    let (envelope, sessions) = match sealed {
+        Some(out) => (Some(out.envelope), Some(out.sessions)),
+        None => (None, None),
+    };
+    let row =
+        OutboxRow { seq, id, sent_at: now, position, attempts: 0, next_attempt_at: now, envelope };
+    if let Some(sessions) = sessions {
+        put_blob(ctx, &conv.0, sessions)?;
+    }
     put(
         ctx.keys,
         &mut *ctx.open(Table::Log)?,
@@ -696,6 +725,7 @@ pub(crate) fn delete_conversation(
         for row in &queued {
             remove(&mut outbox, &rows::outbox_key(&conv, row.seq))?;
         }
+        remove(&mut *ctx.open(Table::Olm)?, &conv.0)?;
     }
     if contact.blocked {
         contact.log_len = 0;
@@ -747,12 +777,33 @@ pub(crate) fn requeue_refused(ctx: &Ctx<'_>, conv: ConversationId) -> Result<usi
             position: entry.position,
             attempts: 0,
             next_attempt_at: entry.sent_at,
+            // Queued again from its text: a sealed message is sealed again by the caller.
+            envelope: None,
         };
         put(ctx.keys, &mut outbox, Table::Outbox, &rows::outbox_key(&conv, entry.seq), &row)?;
         entry.status = Status::Queued;
         put(ctx.keys, &mut log, Table::Log, &rows::log_key(&conv, entry.position), &entry)?;
     }
     Ok(refused.len())
+}
+
+/// A byte string of the Olm table.
+fn get_blob(ctx: &Ctx<'_>, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    let value: Option<ciborium::Value> = get(ctx.keys, &*ctx.open(Table::Olm)?, Table::Olm, key)?;
+    match value {
+        None => Ok(None),
+        Some(ciborium::Value::Bytes(b)) => Ok(Some(b)),
+        Some(_) => Err(StoreError::Corrupted { table: Table::Olm.purpose() }),
+    }
+}
+
+fn put_blob(ctx: &Ctx<'_>, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+    put(ctx.keys, &mut *ctx.open(Table::Olm)?, Table::Olm, key, &ciborium::Value::Bytes(value))
+}
+
+/// Keeps the Olm account.
+pub(crate) fn set_olm_account(ctx: &Ctx<'_>, account: Vec<u8>) -> Result<(), StoreError> {
+    put_blob(ctx, OLM_ACCOUNT, account)
 }
 
 /// Sets a setting.

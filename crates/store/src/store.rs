@@ -20,8 +20,8 @@ use crate::ops::{self, Ctx, OutboxRow, Outcome};
 use crate::rows::{self, get};
 use crate::tables::Table;
 use crate::{
-    Contact, ConversationId, Incoming, LogEntry, OpenError, OutboxEntry, Queued, Received, Status,
-    StoreError,
+    Contact, ConversationId, Incoming, LogEntry, OpenError, OutboxEntry, Queued, Received,
+    SealInput, SealOutput, Status, StoreError,
 };
 
 /// The newest store format this build reads and the one it writes.
@@ -592,7 +592,49 @@ impl Store {
         text: Text,
         now: UnixMillis,
     ) -> Result<Queued, StoreError> {
-        self.write(move |ctx| ops::enqueue(ctx, conv, text, now)).await
+        self.write(move |ctx| ops::enqueue(ctx, conv, text, now, None)).await
+    }
+
+    /// Queues `text` sealed: `seal` runs inside the transaction that queues the message, with
+    /// the id and sequence number it gets and the conversation's Olm sessions, and returns the
+    /// envelope and the sessions after the ratchet step. The log entry, the outbox row holding
+    /// the envelope and the sessions are committed together (`specs/sealed.md` §7.1); if
+    /// `seal` fails, nothing is queued and the sequence number is not used.
+    pub async fn enqueue_sealed(
+        &self,
+        conv: ConversationId,
+        text: Text,
+        now: UnixMillis,
+        seal: impl FnOnce(SealInput<'_>) -> Result<SealOutput, String> + Send + 'static,
+    ) -> Result<Queued, StoreError> {
+        self.write(move |ctx| ops::enqueue(ctx, conv, text, now, Some(Box::new(seal)))).await
+    }
+
+    /// Keeps the Olm account (`specs/sealed.md` §7).
+    pub async fn set_olm_account(&self, account: Vec<u8>) -> Result<(), StoreError> {
+        self.write(move |ctx| ops::set_olm_account(ctx, account)).await
+    }
+
+    /// The Olm account, if one was kept.
+    pub async fn olm_account(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.olm_blob(ops::OLM_ACCOUNT.to_vec()).await
+    }
+
+    /// A conversation's Olm sessions, if it has any.
+    pub async fn olm_sessions(&self, conv: ConversationId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.olm_blob(conv.0.to_vec()).await
+    }
+
+    async fn olm_blob(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(move |txn, keys| {
+            let table = open(txn, Table::Olm)?;
+            match get::<ciborium::Value>(keys, &table, Table::Olm, &key)? {
+                None => Ok(None),
+                Some(ciborium::Value::Bytes(b)) => Ok(Some(b)),
+                Some(_) => Err(StoreError::Corrupted { table: Table::Olm.purpose() }),
+            }
+        })
+        .await
     }
 
     /// Records a delivery attempt of queued messages: attempt count, next attempt, status sent.
@@ -719,6 +761,7 @@ impl Store {
                     position: row.position,
                     attempts: row.attempts,
                     next_attempt_at: row.next_attempt_at,
+                    envelope: row.envelope,
                 });
             }
             Ok(out)

@@ -23,10 +23,12 @@ pub(crate) enum Table {
     Outbox = 6,
     /// Settings, by keyed hash of their name.
     Settings = 7,
+    /// Olm state (`specs/sealed.md` §7): the account, and each conversation's sessions.
+    Olm = 8,
 }
 
 impl Table {
-    pub(crate) const ALL: [Table; 8] = [
+    pub(crate) const ALL: [Table; 9] = [
         Table::Meta,
         Table::Contacts,
         Table::Names,
@@ -35,11 +37,12 @@ impl Table {
         Table::Ids,
         Table::Outbox,
         Table::Settings,
+        Table::Olm,
     ];
 
     /// The redb table name.
     pub(crate) fn name(self) -> &'static str {
-        ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"][self as usize]
+        ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8"][self as usize]
     }
 
     /// What the table holds, for error messages.
@@ -53,6 +56,7 @@ impl Table {
             Table::Ids => "message id index",
             Table::Outbox => "outbox",
             Table::Settings => "settings",
+            Table::Olm => "olm state",
         }
     }
 

@@ -111,6 +111,28 @@ pub struct LogEntry {
     pub late: bool,
 }
 
+/// What sealing a message starts from, inside the transaction that queues it.
+#[derive(Debug)]
+pub struct SealInput<'a> {
+    /// The id the message gets.
+    pub id: MessageId,
+    /// Its sequence number.
+    pub seq: Seq,
+    /// When it is queued, by our clock.
+    pub sent_at: UnixMillis,
+    /// The conversation's Olm sessions as the store keeps them, if it has any yet.
+    pub sessions: Option<&'a [u8]>,
+}
+
+/// What sealing gives back: both are written in the transaction that queues the message.
+#[derive(Debug)]
+pub struct SealOutput {
+    /// The envelope the outbox keeps and every attempt sends.
+    pub envelope: Vec<u8>,
+    /// The conversation's Olm sessions after the ratchet step.
+    pub sessions: Vec<u8>,
+}
+
 /// A message waiting for the recipient's acknowledgement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxEntry {
@@ -126,6 +148,8 @@ pub struct OutboxEntry {
     pub text: Text,
     /// Its position in the log.
     pub position: u64,
+    /// The sealed envelope to send, for a message queued sealed.
+    pub envelope: Option<Vec<u8>>,
     /// How many times it was written to the network.
     pub attempts: u32,
     /// Not before this time should it be sent again.
