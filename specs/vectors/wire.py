@@ -68,11 +68,45 @@ ok("refused-blocked", "response", {"refused": 6}, enc([1, 2, 6]),
 ok("refused-unknown-code", "response", {"refused": 300}, enc([1, 2, 300]),
    "a refusal code this version does not name; kept as is and treated as temporary")
 
+# Version 2 (§4.5): sealed envelopes are opaque byte strings here; specs/sealed.md §3 is
+# their inside. This one is an envelope map with a stand-in body.
+SEALED = enc({0: ID1, 1: 1, 2: BOB, 3: 0, 4: bytes([3]) + bytes(range(40))})
+SEALED2 = enc({0: ID2, 1: 2, 2: BOB, 3: 1, 4: bytes([3]) + bytes(range(60))})
+ok("sealed-two", "request", {"sealed": [SEALED.hex(), SEALED2.hex()]},
+   enc([2, 4, [SEALED, SEALED2]]), "version 2, kind 4: two sealed envelopes")
+ok("keys-request", "request", {"keys": True}, enc([2, 5, 1]),
+   "version 2, kind 5: asks the peer for its signed Olm keys (record version 1)")
+KEYS = bytes(range(200))
+ok("keys-response", "response", {"keys": KEYS.hex()}, enc([2, 3, KEYS]),
+   "version 2, response kind 3: a keys record, undecoded at this layer")
+ok("refused-no-session", "response", {"refused": 11}, enc([1, 2, 11]),
+   "refusals keep version 1, so that version-1 peers read them; 11: no session opens it")
+ok("refused-unsupported-version", "response", {"refused": 3}, enc([1, 2, 3]),
+   "what a version-1 peer answers a sealed request, and a version-2 peer a plaintext chat")
+
 valid = enc(one)
-bad("future-version", "request", enc([2, 1, []]), "unsupported-version",
-    "version 2: refused before the rest is read, whatever its shape")
+bad("future-version", "request", enc([3, 1, []]), "unsupported-version",
+    "version 3: refused before the rest is read, whatever its shape")
+bad("chat-as-version-2", "request", enc([2, 1, [message(ID1, 1, "hi")]]), "unknown-kind",
+    "each kind belongs to one version: kind 1 is version 1's")
+bad("sealed-as-version-1", "request", enc([1, 4, [SEALED]]), "unknown-kind",
+    "kind 4 is version 2's")
+bad("acks-as-version-2", "response", enc([2, 1, []]), "unknown-kind",
+    "acks keep version 1")
+bad("sealed-empty-batch", "request", enc([2, 4, []]), "invalid-value",
+    "a sealed batch holds 1 to 64 envelopes")
+bad("sealed-empty-envelope", "request", enc([2, 4, [b""]]), "invalid-value",
+    "an envelope is 1 to 6,272 bytes")
+bad("sealed-envelope-too-long", "request", enc([2, 4, [bytes(6273)]]), "too-long",
+    "an envelope is 1 to 6,272 bytes")
+bad("sealed-envelope-as-map", "request", enc([2, 4, [{0: ID1}]]), "unexpected-type",
+    "envelopes travel as byte strings")
+bad("keys-request-version-2", "request", enc([2, 5, 2]), "invalid-value",
+    "only keys record version 1 exists")
+bad("keys-response-too-long", "response", enc([2, 3, bytes(257)]), "too-long",
+    "a keys record is at most 256 bytes")
 bad("unknown-kind", "request", enc([1, 7, {0: b"file chunk"}]), "unknown-kind",
-    "kind 7 is not defined in version 1")
+    "kind 7 is not defined in version 1 or 2")
 bad("trailing-bytes", "request", valid + b"\x00", "trailing-bytes",
     "one byte after a complete request")
 bad("truncated", "request", valid[:-3], "truncated", "the text stops 3 bytes early")

@@ -11,8 +11,8 @@ use crate::{FrameError, Request, Response};
 pub const PROTOCOL: &str = "/tincan/chat/1";
 /// Length of the frame header.
 pub const HEADER_LEN: usize = 4;
-/// Largest request payload, in bytes: a full batch of the largest messages fits.
-pub const MAX_REQUEST_LEN: u32 = 320 * 1024;
+/// Largest request payload, in bytes: a full batch of the largest sealed messages fits.
+pub const MAX_REQUEST_LEN: u32 = 448 * 1024;
 /// Largest response payload, in bytes: a full batch of acknowledgements fits.
 pub const MAX_RESPONSE_LEN: u32 = 4 * 1024;
 

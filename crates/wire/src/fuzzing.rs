@@ -4,8 +4,8 @@
 use arbitrary::{Result, Unstructured};
 
 use crate::{
-    Ack, Batch, ChatMessage, MAX_BATCH, MessageId, Outcome, PeerIdBytes, Refusal, Request,
-    Response, Seq, Text, UnixMillis, Username,
+    Ack, Batch, ChatMessage, MAX_BATCH, MessageId, Notice, Outcome, PeerIdBytes, Refusal, Request,
+    Response, SealedBatch, Seq, Text, UnixMillis, Username,
 };
 
 /// Decodes `data` as a request and as a response. Decoding must not panic, and whatever
@@ -47,6 +47,28 @@ pub fn arbitrary_request_bytes(data: &[u8]) -> Vec<u8> {
 
 /// A valid request built from fuzzer input.
 pub fn arbitrary_request(u: &mut Unstructured<'_>) -> Result<Request> {
+    match u.int_in_range(0..=7)? {
+        0 => return Ok(Request::Keys),
+        1 => {
+            return Ok(Request::Notice(
+                Notice::from_code(u.int_in_range(1..=u64::MAX)?).unwrap_or(Notice::Ended),
+            ));
+        }
+        2 | 3 => {
+            let n = u.int_in_range(1..=MAX_BATCH)?;
+            let mut envelopes = Vec::with_capacity(n);
+            for _ in 0..n {
+                envelopes.push(arbitrary_bytes(u, 1, crate::MAX_SEALED_LEN)?);
+                if u.is_empty() {
+                    break;
+                }
+            }
+            let batch =
+                SealedBatch::new(envelopes).map_err(|_| arbitrary::Error::IncorrectFormat)?;
+            return Ok(Request::Sealed(batch));
+        }
+        _ => {}
+    }
     let n = u.int_in_range(1..=MAX_BATCH)?;
     let mut messages = Vec::with_capacity(n);
     for _ in 0..n {
@@ -60,8 +82,10 @@ pub fn arbitrary_request(u: &mut Unstructured<'_>) -> Result<Request> {
 
 /// A valid response built from fuzzer input.
 pub fn arbitrary_response(u: &mut Unstructured<'_>) -> Result<Response> {
-    if u.arbitrary()? {
-        return Ok(Response::Refused(arbitrary_refusal(u)?));
+    match u.int_in_range(0..=3)? {
+        0 => return Ok(Response::Refused(arbitrary_refusal(u)?)),
+        1 => return Ok(Response::Keys(arbitrary_bytes(u, 1, crate::MAX_KEYS_LEN)?)),
+        _ => {}
     }
     let n = u.int_in_range(0..=MAX_BATCH)?;
     let mut acks = Vec::with_capacity(n);
@@ -75,7 +99,7 @@ pub fn arbitrary_response(u: &mut Unstructured<'_>) -> Result<Response> {
 }
 
 fn arbitrary_refusal(u: &mut Unstructured<'_>) -> Result<Refusal> {
-    let code = if u.arbitrary()? { u.int_in_range(1..=12)? } else { u.int_in_range(1..=u64::MAX)? };
+    let code = if u.arbitrary()? { u.int_in_range(1..=14)? } else { u.int_in_range(1..=u64::MAX)? };
     Refusal::from_code(code).ok_or(arbitrary::Error::IncorrectFormat)
 }
 

@@ -38,8 +38,8 @@ pub mod fuzzing;
 pub use error::{DecodeError, FrameError, InvalidValue};
 pub use frame::{HEADER_LEN, MAX_REQUEST_LEN, MAX_RESPONSE_LEN, PROTOCOL, payload_len};
 pub use message::{
-    Ack, Batch, ChatMessage, MAX_BATCH, Notice, Outcome, Refusal, Request, Response, UnknownCode,
-    VERSION,
+    Ack, Batch, ChatMessage, MAX_BATCH, MAX_KEYS_LEN, MAX_SEALED_LEN, Notice, Outcome, Refusal,
+    Request, Response, SealedBatch, UnknownCode, VERSION,
 };
 pub use types::{
     MAX_PEER_ID_LEN, MAX_TEXT_LEN, MAX_USERNAME_LEN, MIN_PEER_ID_LEN, MessageId, PeerIdBytes, Seq,

@@ -8,15 +8,27 @@ use crate::types::{
     Username,
 };
 
-/// The envelope version this implementation writes and reads.
-pub const VERSION: u64 = 1;
-/// Most messages in one [`Batch`].
+/// The newest envelope version this implementation reads and writes. Version 2 adds the
+/// sealed and keys kinds; what version 1 had keeps version 1 on the wire (`specs/wire.md` §4).
+pub const VERSION: u64 = 2;
+/// Most messages in one [`Batch`] or [`SealedBatch`].
 pub const MAX_BATCH: usize = 64;
+/// Most bytes of one sealed envelope in a [`SealedBatch`] (`specs/sealed.md` §3).
+pub const MAX_SEALED_LEN: usize = 6272;
+/// Most bytes of a keys record in [`Response::Keys`] (`specs/sealed.md` §2).
+pub const MAX_KEYS_LEN: usize = 256;
 
+const V1: u64 = 1;
+const V2: u64 = 2;
 const KIND_CHAT: u64 = 1;
 const KIND_NOTICE: u64 = 3;
+const KIND_SEALED: u64 = 4;
+const KIND_KEYS: u64 = 5;
 const KIND_ACKS: u64 = 1;
 const KIND_REFUSED: u64 = 2;
+const KIND_KEYS_RECORD: u64 = 3;
+/// The keys record version a [`Request::Keys`] asks for.
+const KEYS_RECORD_VERSION: u64 = 1;
 
 /// One chat message, as its sender wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,15 +71,57 @@ impl Batch {
     }
 }
 
+/// One to [`MAX_BATCH`] sealed envelopes sent in one request, each 1 to [`MAX_SEALED_LEN`]
+/// bytes. This crate does not look inside them: `tincan-seal` decodes and opens them
+/// (`specs/sealed.md` §3).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedBatch(Vec<Vec<u8>>);
+
+impl SealedBatch {
+    /// Wraps `envelopes`: 1 to [`MAX_BATCH`] of them, none empty or over [`MAX_SEALED_LEN`].
+    pub fn new(envelopes: Vec<Vec<u8>>) -> Result<SealedBatch, InvalidValue> {
+        if envelopes.is_empty() || envelopes.len() > MAX_BATCH {
+            return Err(InvalidValue::new("sealed batch", "must hold 1 to 64 envelopes"));
+        }
+        if envelopes.iter().any(|e| e.is_empty() || e.len() > MAX_SEALED_LEN) {
+            return Err(InvalidValue::new("sealed envelope", "must be 1 to 6272 bytes"));
+        }
+        Ok(SealedBatch(envelopes))
+    }
+
+    /// The envelopes, in the order they were sent.
+    pub fn envelopes(&self) -> &[Vec<u8>] {
+        &self.0
+    }
+
+    /// Takes the envelopes out.
+    pub fn into_envelopes(self) -> Vec<Vec<u8>> {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for SealedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sizes: Vec<usize> = self.0.iter().map(Vec::len).collect();
+        f.debug_tuple("SealedBatch").field(&sizes).finish()
+    }
+}
+
 /// Everything a peer may ask another on the chat protocol.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Request {
-    /// Store these chat messages and acknowledge each (kind 1).
+    /// Version 1, kind 1: store these plaintext chat messages and acknowledge each. tincan
+    /// decodes it only to refuse it (`specs/wire.md` §4.5): it sends and accepts sealed
+    /// messages only.
     Chat(Batch),
-    /// Something the sender says about the conversation rather than in it (kind 3): shown,
-    /// never stored, never retried. Answered with an empty [`Response::Acks`].
+    /// Version 1, kind 3: something the sender says about the conversation rather than in it:
+    /// shown, never stored, never retried. Answered with an empty [`Response::Acks`].
     Notice(Notice),
+    /// Version 2, kind 4: store these sealed messages and acknowledge each.
+    Sealed(SealedBatch),
+    /// Version 2, kind 5: send me your signed Olm keys. Answered with [`Response::Keys`].
+    Keys,
 }
 
 /// What a [`Request::Notice`] says (`specs/wire.md` §4.4).
@@ -107,6 +161,9 @@ pub enum Response {
     Acks(Vec<Ack>),
     /// The whole request was refused and nothing of it was stored (kind 2).
     Refused(Refusal),
+    /// Version 2, kind 3: the responder's signed Olm keys record, 1 to [`MAX_KEYS_LEN`] bytes,
+    /// undecoded (`specs/sealed.md` §2). Answers [`Request::Keys`] only.
+    Keys(Vec<u8>),
 }
 
 /// The recipient's answer for one message.
@@ -153,6 +210,14 @@ pub enum Refusal {
     /// 10: the recipient holds as much as it will from this sender until its user accepts the
     /// message request; retry later.
     Quota,
+    /// 11: no session the recipient has opens the sealed message (it lost the session, for
+    /// instance to a restored backup): seal it again in a new session (`specs/sealed.md` §8).
+    NoSession,
+    /// 12: the sealed message does not authenticate, or what it holds breaks the rules.
+    BadSeal,
+    /// 13: the Olm keys the sealed message carries are not signed by the sender's pinned
+    /// identity.
+    KeysRefused,
     /// A code this implementation does not know. Treated as temporary.
     Unknown(UnknownCode),
 }
@@ -182,6 +247,9 @@ impl Refusal {
             Refusal::Unavailable => 8,
             Refusal::OutOfOrder => 9,
             Refusal::Quota => 10,
+            Refusal::NoSession => 11,
+            Refusal::BadSeal => 12,
+            Refusal::KeysRefused => 13,
             Refusal::Unknown(code) => code.0,
         }
     }
@@ -200,6 +268,9 @@ impl Refusal {
             8 => Refusal::Unavailable,
             9 => Refusal::OutOfOrder,
             10 => Refusal::Quota,
+            11 => Refusal::NoSession,
+            12 => Refusal::BadSeal,
+            13 => Refusal::KeysRefused,
             other => Refusal::Unknown(UnknownCode(other)),
         })
     }
@@ -239,6 +310,9 @@ impl Refusal {
             Refusal::Unavailable => "unavailable",
             Refusal::OutOfOrder => "out of order",
             Refusal::Quota => "quota",
+            Refusal::NoSession => "no session",
+            Refusal::BadSeal => "bad seal",
+            Refusal::KeysRefused => "keys refused",
             Refusal::Unknown(_) => "unknown reason",
         }
     }
@@ -258,7 +332,7 @@ impl Request {
                 let mut w = Writer::with_capacity(
                     8 + batch.0.iter().map(|m| 96 + m.text.as_str().len()).sum::<usize>(),
                 );
-                envelope(&mut w, KIND_CHAT);
+                envelope(&mut w, V1, KIND_CHAT);
                 w.array(batch.0.len());
                 for message in &batch.0 {
                     write_chat(&mut w, message);
@@ -267,8 +341,24 @@ impl Request {
             }
             Request::Notice(notice) => {
                 let mut w = Writer::with_capacity(16);
-                envelope(&mut w, KIND_NOTICE);
+                envelope(&mut w, V1, KIND_NOTICE);
                 w.uint(notice.code());
+                w.into_bytes()
+            }
+            Request::Sealed(batch) => {
+                let mut w =
+                    Writer::with_capacity(8 + batch.0.iter().map(|e| 3 + e.len()).sum::<usize>());
+                envelope(&mut w, V2, KIND_SEALED);
+                w.array(batch.0.len());
+                for sealed in &batch.0 {
+                    w.bytes(sealed);
+                }
+                w.into_bytes()
+            }
+            Request::Keys => {
+                let mut w = Writer::with_capacity(4);
+                envelope(&mut w, V2, KIND_KEYS);
+                w.uint(KEYS_RECORD_VERSION);
                 w.into_bytes()
             }
         }
@@ -278,7 +368,7 @@ impl Request {
     pub fn decode(payload: &[u8]) -> Result<Request, DecodeError> {
         let mut r = Reader::new(payload);
         let request = match read_envelope(&mut r)? {
-            KIND_CHAT => {
+            (V1, KIND_CHAT) => {
                 let n = r.array("batch", MAX_BATCH)?;
                 if n == 0 {
                     return Err(InvalidValue::new("batch", "must hold 1 to 64 messages").into());
@@ -289,11 +379,34 @@ impl Request {
                 }
                 Request::Chat(Batch(messages))
             }
-            KIND_NOTICE => match Notice::from_code(r.uint("notice")?) {
+            (V1, KIND_NOTICE) => match Notice::from_code(r.uint("notice")?) {
                 Some(notice) => Request::Notice(notice),
                 None => return Err(InvalidValue::new("notice", "0 is not a notice").into()),
             },
-            kind => return Err(DecodeError::UnknownKind(kind)),
+            (V2, KIND_SEALED) => {
+                let n = r.array("sealed batch", MAX_BATCH)?;
+                if n == 0 {
+                    return Err(
+                        InvalidValue::new("sealed batch", "must hold 1 to 64 envelopes").into()
+                    );
+                }
+                let mut envelopes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let sealed = r.bytes("sealed envelope", MAX_SEALED_LEN)?;
+                    if sealed.is_empty() {
+                        return Err(InvalidValue::new("sealed envelope", "is empty").into());
+                    }
+                    envelopes.push(sealed.to_vec());
+                }
+                Request::Sealed(SealedBatch(envelopes))
+            }
+            (V2, KIND_KEYS) => {
+                if r.uint("keys version")? != KEYS_RECORD_VERSION {
+                    return Err(InvalidValue::new("keys version", "must be 1").into());
+                }
+                Request::Keys
+            }
+            (_, kind) => return Err(DecodeError::UnknownKind(kind)),
         };
         r.finish()?;
         Ok(request)
@@ -306,7 +419,7 @@ impl Response {
         let mut w = Writer::with_capacity(16 + 20 * MAX_BATCH);
         match self {
             Response::Acks(acks) => {
-                envelope(&mut w, KIND_ACKS);
+                envelope(&mut w, V1, KIND_ACKS);
                 w.array(acks.len());
                 for ack in acks {
                     w.array(2);
@@ -318,8 +431,12 @@ impl Response {
                 }
             }
             Response::Refused(refusal) => {
-                envelope(&mut w, KIND_REFUSED);
+                envelope(&mut w, V1, KIND_REFUSED);
                 w.uint(refusal.code());
+            }
+            Response::Keys(record) => {
+                envelope(&mut w, V2, KIND_KEYS_RECORD);
+                w.bytes(record);
             }
         }
         w.into_bytes()
@@ -329,7 +446,7 @@ impl Response {
     pub fn decode(payload: &[u8]) -> Result<Response, DecodeError> {
         let mut r = Reader::new(payload);
         let response = match read_envelope(&mut r)? {
-            KIND_ACKS => {
+            (V1, KIND_ACKS) => {
                 let n = r.array("acks", MAX_BATCH)?;
                 let mut acks = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -345,39 +462,47 @@ impl Response {
                 }
                 Response::Acks(acks)
             }
-            KIND_REFUSED => match Refusal::from_code(r.uint("reason")?) {
+            (V1, KIND_REFUSED) => match Refusal::from_code(r.uint("reason")?) {
                 Some(refusal) => Response::Refused(refusal),
                 None => return Err(InvalidValue::new("reason", "0 is not a refusal").into()),
             },
-            kind => return Err(DecodeError::UnknownKind(kind)),
+            (V2, KIND_KEYS_RECORD) => {
+                let record = r.bytes("keys record", MAX_KEYS_LEN)?;
+                if record.is_empty() {
+                    return Err(InvalidValue::new("keys record", "is empty").into());
+                }
+                Response::Keys(record.to_vec())
+            }
+            (_, kind) => return Err(DecodeError::UnknownKind(kind)),
         };
         r.finish()?;
         Ok(response)
     }
 }
 
-fn envelope(w: &mut Writer, kind: u64) {
+fn envelope(w: &mut Writer, version: u64, kind: u64) {
     w.array(3);
-    w.uint(VERSION);
+    w.uint(version);
     w.uint(kind);
 }
 
-/// Reads `[version, kind, ...]` and returns the kind. The version is checked before anything
+/// Reads `[version, kind, ...]` and returns both. The version is checked before anything
 /// else, so any future envelope, whatever its shape after the version, gets
-/// [`DecodeError::UnsupportedVersion`].
-fn read_envelope(r: &mut Reader<'_>) -> Result<u64, DecodeError> {
+/// [`DecodeError::UnsupportedVersion`]. Each kind belongs to one version: the caller refuses
+/// other pairs as unknown kinds.
+fn read_envelope(r: &mut Reader<'_>) -> Result<(u64, u64), DecodeError> {
     let items = r.array("envelope", usize::MAX)?;
     if items == 0 {
         return Err(DecodeError::WrongArity { field: "envelope", expected: 3 });
     }
     let version = r.uint("version")?;
-    if version != VERSION {
+    if !(V1..=VERSION).contains(&version) {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     if items != 3 {
         return Err(DecodeError::WrongArity { field: "envelope", expected: 3 });
     }
-    r.uint("kind")
+    Ok((version, r.uint("kind")?))
 }
 
 const CHAT_FIELDS: usize = 6;
@@ -475,7 +600,7 @@ mod tests {
 
     #[test]
     fn refusal_codes_are_stable() {
-        for code in 1..=10 {
+        for code in 1..=13 {
             let refusal = Refusal::from_code(code).unwrap();
             assert!(!matches!(refusal, Refusal::Unknown(_)));
             assert_eq!(refusal.code(), code);
@@ -487,15 +612,69 @@ mod tests {
 
     #[test]
     fn unknown_versions_and_kinds_are_typed_errors() {
-        // [2, 1, []]: a future version with any shape.
+        // [3, 1, []]: a future version with any shape.
         assert_eq!(
-            Request::decode(&[0x83, 0x02, 0x01, 0x80]),
-            Err(DecodeError::UnsupportedVersion(2))
+            Request::decode(&[0x83, 0x03, 0x01, 0x80]),
+            Err(DecodeError::UnsupportedVersion(3))
         );
         assert_eq!(Request::decode(&[0x81, 0x05]), Err(DecodeError::UnsupportedVersion(5)));
+        // Each kind belongs to one version: [2, 1, []] and [1, 4, []] are unknown kinds.
+        assert_eq!(Request::decode(&[0x83, 0x02, 0x01, 0x80]), Err(DecodeError::UnknownKind(1)));
+        assert_eq!(Request::decode(&[0x83, 0x01, 0x04, 0x80]), Err(DecodeError::UnknownKind(4)));
+        assert_eq!(Response::decode(&[0x83, 0x02, 0x01, 0x80]), Err(DecodeError::UnknownKind(1)));
+        assert_eq!(
+            Response::decode(&[0x83, 0x01, 0x03, 0x41, 0]),
+            Err(DecodeError::UnknownKind(3))
+        );
         // [1, 7, 0]: version 1, kind 7.
         assert_eq!(Request::decode(&[0x83, 0x01, 0x07, 0x00]), Err(DecodeError::UnknownKind(7)));
         assert_eq!(Response::decode(&[0x83, 0x01, 0x09, 0x00]), Err(DecodeError::UnknownKind(9)));
+    }
+
+    #[test]
+    fn sealed_batches_and_keys_roundtrip_as_version_2() {
+        let batch = SealedBatch::new(vec![vec![0xa5; 300], vec![1]]).unwrap();
+        let request = Request::Sealed(batch);
+        let bytes = request.encode();
+        assert_eq!(&bytes[..3], &[0x83, 0x02, 0x04]);
+        check_roundtrip(&request);
+        assert_eq!(Request::Keys.encode(), [0x83, 0x02, 0x05, 0x01]);
+        check_roundtrip(&Request::Keys);
+        assert!(Request::decode(&[0x83, 0x02, 0x05, 0x02]).is_err(), "keys version 2");
+        let keys = Response::Keys(vec![7; MAX_KEYS_LEN]);
+        assert_eq!(Response::decode(&keys.encode()), Ok(keys));
+        // What version 1 had stays version 1: a version-1 peer reads our refusals.
+        assert_eq!(Response::Refused(Refusal::NoSession).encode(), [0x83, 0x01, 0x02, 0x0b]);
+        assert_eq!(Request::Notice(Notice::Ended).encode(), [0x83, 0x01, 0x03, 0x01]);
+        assert!(SealedBatch::new(vec![]).is_err());
+        assert!(SealedBatch::new(vec![vec![]]).is_err());
+        assert!(SealedBatch::new(vec![vec![0; MAX_SEALED_LEN + 1]]).is_err());
+        assert!(SealedBatch::new(vec![vec![0]; MAX_BATCH + 1]).is_err());
+        // An empty envelope, an empty keys record: refused.
+        assert!(Request::decode(&[0x83, 0x02, 0x04, 0x81, 0x40]).is_err());
+        assert!(Response::decode(&[0x83, 0x02, 0x03, 0x40]).is_err());
+        // An envelope over the limit is refused from its length alone.
+        let mut long = vec![0x83, 0x02, 0x04, 0x81, 0x59, 0x18, 0x81];
+        long.resize(long.len() + MAX_SEALED_LEN + 1, 0);
+        assert_eq!(
+            Request::decode(&long),
+            Err(DecodeError::TooLong {
+                field: "sealed envelope",
+                len: MAX_SEALED_LEN as u64 + 1,
+                max: MAX_SEALED_LEN as u64
+            })
+        );
+    }
+
+    #[test]
+    fn the_largest_sealed_request_fits_the_frame_limit() {
+        let batch = SealedBatch::new(vec![vec![0xff; MAX_SEALED_LEN]; MAX_BATCH]).unwrap();
+        let len = Request::Sealed(batch).encode().len();
+        // specs/wire.md §2 quotes the figure.
+        assert_eq!(len, 401_605);
+        assert!(len <= crate::MAX_REQUEST_LEN as usize, "{len}");
+        let len = Response::Keys(vec![0xff; MAX_KEYS_LEN]).encode().len();
+        assert!(len <= crate::MAX_RESPONSE_LEN as usize, "{len}");
     }
 
     #[test]

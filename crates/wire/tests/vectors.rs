@@ -29,6 +29,14 @@ fn message(v: &Value) -> ChatMessage {
 }
 
 fn expected_request(v: &Value) -> Request {
+    if v.get("keys").is_some() {
+        return Request::Keys;
+    }
+    if let Some(sealed) = v.get("sealed") {
+        let envelopes =
+            sealed.as_array().unwrap().iter().map(|e| hex::decode(e.as_str().unwrap()).unwrap());
+        return Request::Sealed(SealedBatch::new(envelopes.collect()).unwrap());
+    }
     if let Some(code) = v.get("notice") {
         return Request::Notice(Notice::from_code(code.as_u64().unwrap()).unwrap());
     }
@@ -37,6 +45,9 @@ fn expected_request(v: &Value) -> Request {
 }
 
 fn expected_response(v: &Value) -> Response {
+    if let Some(keys) = v.get("keys") {
+        return Response::Keys(hex::decode(keys.as_str().unwrap()).unwrap());
+    }
     if let Some(code) = v.get("refused") {
         return Response::Refused(Refusal::from_code(code.as_u64().unwrap()).unwrap());
     }
