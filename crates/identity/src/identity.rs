@@ -124,6 +124,11 @@ impl PublicKey {
         PublicKey::from_bytes(&bytes).ok()
     }
 
+    /// The key inside a PeerId in its binary form, if it parses and embeds an ed25519 key.
+    pub fn from_peer_id_bytes(bytes: &[u8]) -> Option<PublicKey> {
+        PublicKey::from_peer_id(&PeerId::from_bytes(bytes).ok()?)
+    }
+
     /// The 32 bytes.
     pub fn to_bytes(&self) -> [u8; 32] {
         self.0.to_bytes()

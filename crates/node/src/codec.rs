@@ -157,7 +157,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(read_request(&[0, 0, 0, 9, 1]).is_err(), "a stream ending early is an I/O error");
-        match read_request(&[0, 0, 0, 4, 0x83, 0x02, 0x01, 0x80]).unwrap() {
+        match read_request(&[0, 0, 0, 4, 0x83, 0x03, 0x01, 0x80]).unwrap() {
             Inbound::Invalid { refusal: Refusal::UnsupportedVersion, .. } => {}
             other => panic!("{other:?}"),
         }

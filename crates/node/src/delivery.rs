@@ -29,6 +29,9 @@ pub struct Queued {
     pub text: Text,
     /// Times it was sent without an answer that settled it.
     pub attempts: u32,
+    /// Its sealed envelope, the bytes every attempt sends; `None` until it is sealed (the
+    /// peer's keys were not known when it was queued).
+    pub envelope: Option<Vec<u8>>,
 }
 
 /// Why sending is on hold, whatever the timers say.
@@ -290,6 +293,7 @@ pub(crate) mod tests {
             sent_at: UnixMillis(seq),
             text: Text::new("x").unwrap(),
             attempts: 0,
+            envelope: None,
         }
     }
 

@@ -16,13 +16,15 @@ use libp2p::{
     Multiaddr, PeerId, Swarm, allow_block_list, autonat, connection_limits, dcutr, identify, noise,
     ping, relay, tcp, yamux,
 };
-use tincan_identity::Identity;
+use tincan_identity::{Identity, PublicKey};
 use tincan_phonebook_client::Found;
+use tincan_seal::{Envelope, OpenError};
 use tincan_store::{
-    Claim, ContactKind, ConversationId, Incoming, Outcome as StoreOutcome, Received, StoreError,
+    Claim, ContactKind, ConversationId, KeysUpdate, Outcome as StoreOutcome, Received,
+    SealedReceipt, StoreError,
 };
 use tincan_wire::{
-    Ack, Batch, ChatMessage, Notice, Outcome, PeerIdBytes, Refusal, Request, Response, Username,
+    Ack, Notice, Outcome, PeerIdBytes, Refusal, Request, Response, SealedBatch, Seq, Username,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,8 +37,8 @@ use crate::directory::DirectoryError;
 use crate::guard::{Admit, Guard};
 use crate::nat::{self, Paths, Reservation};
 use crate::node::{
-    Config, Event, NatReport, Reachability, RelayPolicy, RelayState, Shared, StartError, now,
-    peer_bytes,
+    Config, Event, NatReport, Reachability, RelayPolicy, RelayState, SealingChange, Shared,
+    StartError, now, peer_bytes,
 };
 
 /// Outbox entries loaded into memory per conversation at a time.
@@ -45,6 +47,10 @@ const LOAD: usize = 512;
 const TICK: Duration = Duration::from_millis(250);
 /// How often the whole outbox is rescanned, as a safety net for missed commands.
 const RESCAN: Duration = Duration::from_secs(30);
+/// Least time between two new sessions started for one conversation because the peer could
+/// not open our messages (`specs/sealed.md` §8): a peer that never opens anything does not
+/// make us reseal in a loop.
+const RESEAL_EVERY: Duration = Duration::from_secs(60);
 
 /// What the [`Node`](crate::Node) handle asks of the engine.
 #[derive(Debug)]
@@ -98,6 +104,34 @@ enum Internal {
     },
     /// What the phonebooks say of their relay: `Ok(None)` when none runs one.
     Relay(Result<Vec<(PeerId, Multiaddr)>, RelayError>),
+    /// The envelopes of a batch, sealed now if they were not yet (or why not).
+    Prepared {
+        batch: Prepare,
+        result: Result<Vec<(Seq, Vec<u8>)>, StoreError>,
+    },
+    /// The batch cannot go: the request ends as failed.
+    Unsent {
+        token: Token,
+    },
+}
+
+/// A batch the core asked to send whose envelopes are being read or sealed.
+struct Prepare {
+    token: Token,
+    conv: ConversationId,
+    peer: PeerId,
+    addrs: Vec<Multiaddr>,
+    seqs: Vec<Seq>,
+    /// The peer's keys were asked for already: if they are still missing, give up for now.
+    asked_keys: bool,
+}
+
+/// What a request on the swarm is for.
+enum Pending {
+    /// A batch of the core's.
+    Chat(Token),
+    /// The peer's Olm keys, to seal the batch.
+    Keys(Prepare),
 }
 
 #[derive(NetworkBehaviour)]
@@ -117,11 +151,12 @@ struct Engine {
     shared: Arc<Shared>,
     identity: Arc<Identity>,
     config: Config,
-    me: PeerIdBytes,
     /// The delivery and contact logic: this engine carries out its actions.
     core: Conversations,
-    /// The core's requests on the swarm.
-    requests: HashMap<OutboundRequestId, Token>,
+    /// The requests on the swarm.
+    requests: HashMap<OutboundRequestId, Pending>,
+    /// When each conversation last started a new session because the peer could not open ours.
+    resealed: HashMap<ConversationId, Instant>,
     guard: Guard,
     bans: Vec<(Instant, PeerId)>,
     internal_tx: mpsc::Sender<Internal>,
@@ -271,7 +306,6 @@ impl Engine {
         }
         *shared.listen_addrs.lock().unwrap_or_else(|e| e.into_inner()) = addrs;
         let guard = Guard::new(config.limits.clone());
-        let me = peer_bytes(&shared.peer_id);
         let directory = !shared.directory.is_empty();
         let now = Instant::now();
         Ok(Engine {
@@ -279,9 +313,9 @@ impl Engine {
             shared,
             identity: Arc::new(identity),
             config,
-            me,
             core: Conversations::new(directory),
             requests: HashMap::new(),
+            resealed: HashMap::new(),
             guard,
             bans: Vec::new(),
             internal_tx,
@@ -405,31 +439,17 @@ impl Engine {
         match action {
             Action::Load(conv) => self.spawn_load(conv),
             Action::Send { token, conv, peer, addrs, messages } => {
-                let messages: Vec<ChatMessage> = messages
-                    .into_iter()
-                    .map(|q| ChatMessage {
-                        id: q.id,
-                        seq: q.seq,
-                        sent_at: q.sent_at,
-                        from: self.shared.username.clone(),
-                        to: peer_bytes(&peer),
-                        text: q.text,
-                    })
-                    .collect();
-                let batch = match Batch::new(messages) {
-                    Ok(batch) => batch,
-                    Err(e) => {
-                        tracing::error!(%conv, error = %e, "a queued batch does not make a request");
-                        let jitter = rand::random::<f64>();
-                        return self.core.failed(token, Failure::Other, Instant::now(), jitter);
+                let sealed: Option<Vec<Vec<u8>>> =
+                    messages.iter().map(|q| q.envelope.clone()).collect();
+                match sealed {
+                    Some(envelopes) => self.send_sealed(token, peer, addrs, envelopes),
+                    // Queued before the peer's keys were known: sealed now, once.
+                    None => {
+                        let seqs = messages.iter().map(|q| q.seq).collect();
+                        let batch = Prepare { token, conv, peer, addrs, seqs, asked_keys: false };
+                        self.prepare(batch);
                     }
-                };
-                let request = self.swarm.behaviour_mut().chat.send_request_with_addresses(
-                    &peer,
-                    Inbound::Request(Request::Chat(batch)),
-                    addrs,
-                );
-                self.requests.insert(request, token);
+                }
             }
             Action::Sent { conv, ids } => {
                 for id in ids {
@@ -499,8 +519,122 @@ impl Engine {
         }
     }
 
-    /// Commits what an answer settled, then reports the new statuses.
-    fn acknowledge(&self, conv: ConversationId, settled: Settled) {
+    /// Sends sealed envelopes as the core's request `token`.
+    fn send_sealed(
+        &mut self,
+        token: Token,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        envelopes: Vec<Vec<u8>>,
+    ) {
+        let batch = match SealedBatch::new(envelopes) {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "a queued batch does not make a request");
+                let jitter = rand::random::<f64>();
+                return self.core.failed(token, Failure::Other, Instant::now(), jitter);
+            }
+        };
+        let request = self.swarm.behaviour_mut().chat.send_request_with_addresses(
+            &peer,
+            Inbound::Request(Request::Sealed(batch)),
+            addrs,
+        );
+        self.requests.insert(request, Pending::Chat(token));
+    }
+
+    /// Reads the batch's envelopes from the outbox, sealing those not sealed yet.
+    fn prepare(&self, batch: Prepare) {
+        let store = self.shared.store.clone();
+        let from = self.shared.username.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let result = store.seal_queued(batch.conv, from, batch.seqs.clone()).await;
+            let _ = tx.send(Internal::Prepared { batch, result }).await;
+        });
+    }
+
+    fn on_prepared(&mut self, batch: Prepare, result: Result<Vec<(Seq, Vec<u8>)>, StoreError>) {
+        let now = Instant::now();
+        match result {
+            Ok(sealed) if !sealed.is_empty() => {
+                let envelopes = sealed.into_iter().map(|(_, e)| e).collect();
+                self.send_sealed(batch.token, batch.peer, batch.addrs, envelopes);
+            }
+            // A new session is needed and the peer's keys are not known: ask the peer.
+            Err(StoreError::NoPeerKeys) if !batch.asked_keys => {
+                let (peer, addrs) = (batch.peer, batch.addrs.clone());
+                let request = self.swarm.behaviour_mut().chat.send_request_with_addresses(
+                    &peer,
+                    Inbound::Request(Request::Keys),
+                    addrs,
+                );
+                self.requests.insert(request, Pending::Keys(batch));
+            }
+            other => {
+                if let Err(error) = other {
+                    tracing::warn!(conv = %batch.conv, %error, "sealing queued messages failed");
+                }
+                self.core.failed(batch.token, Failure::Other, now, rand::random::<f64>());
+            }
+        }
+    }
+
+    /// The peer's answer to our keys request for `batch`.
+    fn on_keys(&mut self, mut batch: Prepare, response: Response) {
+        let record = match response {
+            Response::Keys(record) => record,
+            // A version-1 peer: it cannot read sealed messages, and the user sees why.
+            Response::Refused(refusal) => {
+                let answer = Answer::Refused(refusal);
+                self.core.answered(batch.token, answer, Instant::now(), rand::random::<f64>());
+                return;
+            }
+            _ => {
+                let jitter = rand::random::<f64>();
+                return self.core.failed(batch.token, Failure::Other, Instant::now(), jitter);
+            }
+        };
+        batch.asked_keys = true;
+        let shared = self.shared.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let conv = batch.conv;
+            match shared.store.set_peer_keys(conv, record).await {
+                Ok(KeysUpdate::Updated { .. } | KeysUpdate::Kept) => {
+                    let from = shared.username.clone();
+                    let result = shared.store.seal_queued(conv, from, batch.seqs.clone()).await;
+                    let _ = tx.send(Internal::Prepared { batch, result }).await;
+                }
+                Ok(KeysUpdate::Refused(error)) => {
+                    tracing::warn!(%conv, %error, "the peer's olm keys are refused");
+                    if let Ok(Some(contact)) = shared.store.contact(conv).await {
+                        let _ = shared.events.send(Event::Sealing {
+                            conversation: conv,
+                            username: contact.username,
+                            change: SealingChange::KeysRefused,
+                        });
+                    }
+                    let _ = tx.send(Internal::Unsent { token: batch.token }).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%conv, %error, "keeping the peer's olm keys failed");
+                    let _ = tx.send(Internal::Unsent { token: batch.token }).await;
+                }
+            }
+        });
+    }
+
+    /// Commits what an answer settled, then reports the new statuses. Messages the peer could
+    /// not open for want of a session are sealed again in a new one (`specs/sealed.md` §8).
+    fn acknowledge(&mut self, conv: ConversationId, settled: Settled) {
+        let lost = settled.failed.iter().filter(|(_, _, r)| *r == Refusal::NoSession).count();
+        let at = Instant::now();
+        let reseal = lost > 0
+            && self.resealed.get(&conv).is_none_or(|last| at.duration_since(*last) >= RESEAL_EVERY);
+        if reseal {
+            self.resealed.insert(conv, at);
+        }
         let outcomes: Vec<_> = settled
             .delivered
             .into_iter()
@@ -512,6 +646,7 @@ impl Engine {
         let store = self.shared.store.clone();
         let events = self.shared.events.clone();
         let tx = self.internal_tx.clone();
+        let shared_commands = self.shared.commands.clone();
         tokio::spawn(async move {
             match store.acknowledge(conv, outcomes, now()).await {
                 Ok(changed) => {
@@ -523,11 +658,37 @@ impl Engine {
                 Err(e) => tracing::warn!(%conv, error = %e, "recording acknowledgements failed"),
             }
             let _ = tx.send(Internal::Settled { conv }).await;
+            if reseal {
+                match store.restart_session(conv).await {
+                    Ok(requeued) => {
+                        if let Ok(Some(contact)) = store.contact(conv).await {
+                            let _ = events.send(Event::Sealing {
+                                conversation: conv,
+                                username: contact.username,
+                                change: SealingChange::Resealed { messages: requeued.len() },
+                            });
+                        }
+                        for id in requeued {
+                            let status = tincan_store::Status::Queued;
+                            let _ = events.send(Event::Status { conversation: conv, id, status });
+                        }
+                        let _ = shared_commands.send(Command::Reload(conv)).await;
+                    }
+                    Err(e) => tracing::warn!(%conv, error = %e, "starting a new session failed"),
+                }
+            }
         });
     }
 
     fn on_answer(&mut self, request: OutboundRequestId, response: Response) {
-        let Some(token) = self.requests.remove(&request) else { return };
+        let token = match self.requests.remove(&request) {
+            None => return,
+            Some(Pending::Chat(token)) => token,
+            Some(Pending::Keys(batch)) => {
+                self.on_keys(batch, response);
+                return self.drive();
+            }
+        };
         let answer = match response {
             Response::Acks(acks) => Answer::Acks(acks),
             Response::Refused(refusal) => Answer::Refused(refusal),
@@ -538,7 +699,10 @@ impl Engine {
     }
 
     fn on_failure(&mut self, request: OutboundRequestId, error: &OutboundFailure) {
-        let Some(token) = self.requests.remove(&request) else { return };
+        let token = match self.requests.remove(&request) {
+            None => return,
+            Some(Pending::Chat(token) | Pending::Keys(Prepare { token, .. })) => token,
+        };
         tracing::debug!(%error, "request failed");
         let failure = match error {
             OutboundFailure::DialFailure => Failure::Dial,
@@ -554,9 +718,27 @@ impl Engine {
     fn on_request(&mut self, peer: PeerId, request: Inbound, channel: ResponseChannel<Response>) {
         let now = Instant::now();
         let batch = match request {
-            Inbound::Request(Request::Chat(batch)) => batch,
+            Inbound::Request(Request::Sealed(batch)) => batch,
             Inbound::Request(Request::Notice(notice)) => {
                 return self.on_notice(peer, notice, channel, now);
+            }
+            Inbound::Request(Request::Keys) => {
+                let response = if self.guard.admit(peer, now) == Admit::RateLimited {
+                    Response::Refused(Refusal::RateLimited)
+                } else {
+                    self.guard.done(peer);
+                    Response::Keys(self.shared.olm_keys.clone())
+                };
+                let _ = self.swarm.behaviour_mut().chat.send_response(channel, response);
+                return;
+            }
+            // Plaintext, from a version-1 peer: refused, so that its user sees that we accept
+            // sealed messages only (`specs/wire.md` §4.5). Not a strike: it is an honest peer.
+            Inbound::Request(Request::Chat(_)) => {
+                tracing::info!(%peer, "refusing plaintext messages (wire version 1)");
+                let refused = Response::Refused(Refusal::UnsupportedVersion);
+                let _ = self.swarm.behaviour_mut().chat.send_response(channel, refused);
+                return;
             }
             Inbound::Request(_) => {
                 let _ = self
@@ -567,18 +749,26 @@ impl Engine {
                 return;
             }
             Inbound::Invalid { refusal, reason } => {
-                tracing::info!(%peer, %refusal, reason, "invalid frame");
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .chat
-                    .send_response(channel, Response::Refused(refusal));
-                if self.guard.strike(peer, now) {
-                    self.ban(peer, now);
-                }
-                return;
+                return self.invalid(peer, channel, refusal, &reason);
             }
         };
+        // Envelopes are decoded here, before anything is read or stored: one that is not an
+        // envelope makes the request malformed.
+        let mut envelopes = Vec::with_capacity(batch.envelopes().len());
+        for bytes in batch.envelopes() {
+            match Envelope::decode(bytes) {
+                Ok(envelope) => envelopes.push(envelope),
+                Err(_) => {
+                    let refusal = Refusal::Malformed;
+                    return self.invalid(
+                        peer,
+                        channel,
+                        refusal,
+                        "a sealed envelope does not decode",
+                    );
+                }
+            }
+        }
         if self.guard.admit(peer, now) == Admit::RateLimited {
             // Not a strike: a legitimate peer catching up can hit the limit; it backs off.
             let _ = self
@@ -589,16 +779,30 @@ impl Engine {
             return;
         }
         let shared = self.shared.clone();
-        let me = self.me.clone();
         let tx = self.internal_tx.clone();
-        let known = self.core.known(&peer).cloned();
         tokio::spawn(async move {
-            let (response, known) = receive(&shared, &me, peer, known, batch).await;
+            let (response, known) = receive(&shared, peer, envelopes).await;
             if let Some(known) = known {
                 let _ = tx.send(Internal::Contact { peer, known }).await;
             }
             let _ = tx.send(Internal::Respond { peer, channel, response }).await;
         });
+    }
+
+    /// A request that broke the protocol: refused, and a strike against the peer.
+    fn invalid(
+        &mut self,
+        peer: PeerId,
+        channel: ResponseChannel<Response>,
+        refusal: Refusal,
+        reason: &str,
+    ) {
+        tracing::info!(%peer, %refusal, reason, "invalid frame");
+        let _ = self.swarm.behaviour_mut().chat.send_response(channel, Response::Refused(refusal));
+        let now = Instant::now();
+        if self.guard.strike(peer, now) {
+            self.ban(peer, now);
+        }
     }
 
     /// A peer's notice: answered at once, shown if the peer is a contact (not a request, not
@@ -1125,6 +1329,10 @@ impl Engine {
                 }
             }
             Internal::Rescanned(convs) => self.core.rescanned(convs),
+            Internal::Prepared { batch, result } => self.on_prepared(batch, result),
+            Internal::Unsent { token } => {
+                self.core.failed(token, Failure::Other, now, rand::random::<f64>())
+            }
         }
         self.drive();
     }
@@ -1159,77 +1367,80 @@ impl Engine {
     }
 }
 
-/// Stores an inbound batch and builds the answer (`specs/delivery.md` §2). `known` is the
-/// engine's memory of the sender, if any. Returns the response, and what to remember of the
-/// sender if it is new.
+/// Stores an inbound sealed batch and builds the answer (`specs/delivery.md` §2,
+/// `specs/sealed.md` §7.1). Returns the response, and what to remember of the sender.
 async fn receive(
     shared: &Arc<Shared>,
-    me: &PeerIdBytes,
     peer: PeerId,
-    known: Option<Known>,
-    batch: Batch,
+    envelopes: Vec<Envelope>,
 ) -> (Response, Option<Known>) {
-    let store = &shared.store;
-    let limits = shared.request_limits;
-    let messages = batch.into_messages();
-    let (known, new_request) = match known {
-        Some(known) => (known, false),
-        None => match sender(store, peer, &messages[0].from, limits.max_requests).await {
-            Ok(found) => found,
-            // As many strangers wait as the user allows: this one is told to come back later,
-            // and nothing of it is stored or remembered.
-            Err(StoreError::TooManyRequests) => {
-                tracing::info!(%peer, "refusing a new message request: too many wait already");
-                return (Response::Refused(Refusal::Quota), None);
-            }
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "reading or adding the sender failed");
-                return (Response::Refused(Refusal::Unavailable), None);
-            }
-        },
+    let Some(key) = PublicKey::from_peer_id(&peer) else {
+        // Every tincan PeerId embeds an ed25519 key; this one cannot have sealed anything.
+        return (Response::Refused(Refusal::BadSeal), None);
     };
-    let conv = known.conv;
-    let mut acks: Vec<Ack> = Vec::with_capacity(messages.len());
-    let mut incoming = Vec::with_capacity(messages.len());
-    let mut slots = Vec::with_capacity(messages.len());
-    for (i, m) in messages.into_iter().enumerate() {
-        acks.push(Ack { id: m.id, outcome: Outcome::Stored });
-        if m.to != *me {
-            acks[i].outcome = Outcome::Refused(Refusal::WrongRecipient);
-            continue;
+    let ids: Vec<_> = envelopes.iter().map(|e| e.id).collect();
+    let limits = shared.request_limits;
+    let receipt = match shared.store.receive_sealed(key, envelopes, now(), limits).await {
+        Ok(receipt) => receipt,
+        // As many strangers wait as the user allows: this one is told to come back later,
+        // and nothing of it is stored or remembered.
+        Err(StoreError::TooManyRequests) => {
+            tracing::info!(%peer, "refusing a new message request: too many wait already");
+            return (Response::Refused(Refusal::Quota), None);
         }
-        slots.push(i);
-        incoming.push(Incoming {
-            id: m.id,
-            seq: m.seq,
-            sent_at: m.sent_at,
-            from: m.from,
-            text: m.text,
-        });
-    }
-    let outcomes = match store.receive(conv, incoming, now(), limits).await {
-        Ok(outcomes) => outcomes,
         Err(e) => {
             tracing::warn!(%peer, error = %e, "storing messages failed");
             return (Response::Refused(Refusal::Unavailable), None);
         }
     };
-    for (slot, outcome) in slots.into_iter().zip(outcomes) {
-        match outcome {
+    let SealedReceipt { contact, new_request, new_session, outcomes, .. } = receipt;
+    let known = contact.map(|c| Known {
+        conv: c.conversation,
+        username: c.username,
+        request: c.kind == ContactKind::Request,
+        blocked: c.blocked,
+    });
+    let mut keys_refused = false;
+    let mut acks = Vec::with_capacity(ids.len());
+    for (id, outcome) in ids.into_iter().zip(outcomes) {
+        let outcome = match outcome {
             Received::Stored(entry) => {
-                let _ = shared.events.send(Event::Received {
-                    conversation: conv,
-                    username: known.username.clone(),
-                    entry: *entry,
-                    request: known.request,
-                });
+                if let Some(known) = &known {
+                    let _ = shared.events.send(Event::Received {
+                        conversation: known.conv,
+                        username: known.username.clone(),
+                        entry: *entry,
+                        request: known.request,
+                    });
+                }
+                Outcome::Stored
             }
-            Received::Duplicate => {}
-            Received::Blocked => acks[slot].outcome = Outcome::Refused(Refusal::Blocked),
-            Received::OverQuota => acks[slot].outcome = Outcome::Refused(Refusal::Quota),
+            Received::Duplicate => Outcome::Stored,
+            Received::Blocked => Outcome::Refused(Refusal::Blocked),
+            Received::OverQuota => Outcome::Refused(Refusal::Quota),
+            Received::Unopened(error) => {
+                tracing::info!(%peer, %id, %error, "a sealed message did not open");
+                let refusal = refusal_for(&error);
+                keys_refused |= refusal == Refusal::KeysRefused;
+                Outcome::Refused(refusal)
+            }
+        };
+        acks.push(Ack { id, outcome });
+    }
+    if let Some(known) = &known {
+        let conversation = known.conv;
+        let username = known.username.clone();
+        let change = match (keys_refused, new_session && !new_request) {
+            (true, _) => Some(SealingChange::KeysRefused),
+            (false, true) => Some(SealingChange::NewSession),
+            (false, false) => None,
+        };
+        if let Some(change) = change {
+            let _ = shared.events.send(Event::Sealing { conversation, username, change });
         }
     }
-    if new_request {
+    if new_request && let Some(known) = &known {
+        let conv = known.conv;
         let _ = shared.events.send(Event::Request {
             conversation: conv,
             peer_id: peer,
@@ -1240,7 +1451,21 @@ async fn receive(
         let claimed = known.username.clone();
         tokio::spawn(async move { check_claim(&shared, conv, peer, claimed).await });
     }
-    (Response::Acks(acks), Some(known))
+    (Response::Acks(acks), known)
+}
+
+/// The refusal code a sealed message that did not open gets (`specs/wire.md` §5.1).
+fn refusal_for(error: &OpenError) -> Refusal {
+    match error {
+        OpenError::WrongRecipient => Refusal::WrongRecipient,
+        // This side lacks the state that opens it: the sender starts a new session.
+        OpenError::NoSession
+        | OpenError::Replayed
+        | OpenError::UnknownKey
+        | OpenError::TooFarAhead => Refusal::NoSession,
+        OpenError::KeysNotSigned(_) | OpenError::IdentityKeyMismatch => Refusal::KeysRefused,
+        _ => Refusal::BadSeal,
+    }
 }
 
 /// Asks the phonebooks whether `claimed` belongs to `peer`, records the answer with the
@@ -1279,27 +1504,6 @@ async fn check_claim(shared: &Shared, conv: ConversationId, peer: PeerId, claime
         }
         Err(e) => tracing::debug!(%conv, error = %e, "recording a claim check failed"),
     }
-}
-
-/// The sender's contact, or a new message request if it is unknown (claiming `claimed`).
-async fn sender(
-    store: &tincan_store::Store,
-    peer: PeerId,
-    claimed: &Username,
-    max_requests: usize,
-) -> Result<(Known, bool), StoreError> {
-    let peer_b = peer_bytes(&peer);
-    let (contact, new) = match store.contact_by_peer(&peer_b).await? {
-        Some(contact) => (contact, false),
-        None => (store.add_request(peer_b, claimed.clone(), now(), max_requests).await?, true),
-    };
-    let known = Known {
-        conv: contact.conversation,
-        username: contact.username,
-        request: contact.kind == ContactKind::Request,
-        blocked: contact.blocked,
-    };
-    Ok((known, new))
 }
 
 /// The relay's PeerId and the address to reserve at: the first of its addresses that parses
@@ -1402,6 +1606,7 @@ fn loaded_of(
                 sent_at: e.sent_at,
                 text: e.text,
                 attempts: e.attempts,
+                envelope: e.envelope,
             })
             .collect(),
     })

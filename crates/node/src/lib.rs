@@ -46,5 +46,6 @@ pub use directory::{Directory, DirectoryError};
 pub use guard::Limits;
 pub use node::{
     Config, ContactError, Event, NatConfig, NatReport, Node, Path, Reachability, RelayPolicy,
-    RelayState, ResolveError, SafetyNumbers, SendError, Sent, StartError, safety_numbers,
+    RelayState, ResolveError, SafetyNumbers, SealingChange, SendError, Sent, StartError,
+    safety_numbers,
 };

@@ -12,13 +12,15 @@ use crate::engine::{self, Command};
 
 pub use crate::types::{
     Config, ContactError, Event, NatConfig, NatReport, Path, Reachability, RelayPolicy, RelayState,
-    ResolveError, SafetyNumbers, SendError, Sent, StartError,
+    ResolveError, SafetyNumbers, SealingChange, SendError, Sent, StartError,
 };
 
 pub(crate) struct Shared {
     pub(crate) peer_id: PeerId,
     pub(crate) public_key: PublicKey,
     pub(crate) username: Username,
+    /// Our signed Olm keys record (`specs/sealed.md` §2), for peers that ask.
+    pub(crate) olm_keys: Vec<u8>,
     pub(crate) store: Store,
     pub(crate) directory: crate::Directory,
     pub(crate) request_limits: RequestLimits,
@@ -60,6 +62,8 @@ impl Node {
         store: Store,
         config: Config,
     ) -> Result<Node, StartError> {
+        // The Olm account is made once, on the first start, and kept in the store.
+        let olm_keys = store.init_olm_account(tincan_seal::Account::generate(&identity)).await?;
         let (commands, commands_rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(4096);
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -67,6 +71,7 @@ impl Node {
             peer_id: identity.peer_id(),
             public_key: identity.public_key(),
             username: config.username.clone(),
+            olm_keys,
             store,
             directory: crate::Directory::new(config.phonebooks.clone()),
             request_limits: config.request_limits,
@@ -144,13 +149,16 @@ impl Node {
         let text = Text::new(text)?;
         let contact = self.resolve(to).await?;
         let at = now();
-        let queued = self.shared.store.enqueue(contact.conversation, text.clone(), at).await?;
+        let store = &self.shared.store;
+        let from = self.shared.username.clone();
+        let queued = store.enqueue_sealed(contact.conversation, from, text.clone(), at).await?;
         let item = crate::delivery::Queued {
             seq: queued.seq,
             id: queued.id,
             sent_at: at,
             text,
             attempts: 0,
+            envelope: queued.envelope,
         };
         // A full command queue only delays delivery: the engine rescans the outbox regularly.
         let _ = self.shared.commands.try_send(Command::Queued(contact.conversation, item));

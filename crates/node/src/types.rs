@@ -255,6 +255,15 @@ pub enum Event {
         /// What it said.
         notice: tincan_wire::Notice,
     },
+    /// Something changed in how messages with a contact are sealed (`specs/sealed.md` §8).
+    Sealing {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The contact (for a request, the name it claims).
+        username: Username,
+        /// What changed.
+        change: SealingChange,
+    },
     /// Whether the store can write changed: the disk filled up (incoming messages are refused
     /// for now, and senders retry), or there is room again.
     Storage(tincan_store::Health),
@@ -273,6 +282,40 @@ pub enum Event {
         /// What went wrong.
         error: String,
     },
+}
+
+/// What changed in how messages with a contact are sealed, for [`Event::Sealing`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SealingChange {
+    /// The contact started a new secure session: it lost the previous one (a restored backup,
+    /// a new device with the same identity) or both started one at once.
+    NewSession,
+    /// The contact could not open `messages` of ours (it lost our session): they are sealed
+    /// again in a new session and sent again.
+    Resealed {
+        /// How many.
+        messages: usize,
+    },
+    /// The contact presented Olm keys that its pinned identity did not sign: refused. Someone
+    /// may be trying to read its messages; nothing was sealed to those keys.
+    KeysRefused,
+}
+
+impl SealingChange {
+    /// In words, for people.
+    pub fn describe(self) -> String {
+        match self {
+            SealingChange::NewSession => "started a new secure session".to_owned(),
+            SealingChange::Resealed { messages } => format!(
+                "could not open {messages} of your messages (it lost the secure session): \
+                 they are sealed again in a new session"
+            ),
+            SealingChange::KeysRefused => {
+                "presented encryption keys its identity did not sign: refused".to_owned()
+            }
+        }
+    }
 }
 
 /// Why a node could not start.
@@ -296,6 +339,9 @@ pub enum StartError {
     /// The network thread stopped before it was ready.
     #[error("the network thread stopped")]
     Stopped,
+    /// The store could not give or keep the Olm account.
+    #[error("the store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Why a message was not queued.

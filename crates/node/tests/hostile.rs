@@ -145,8 +145,10 @@ async fn garbage_oversized_frames_and_floods_are_refused_then_banned() {
         &addr,
         vec![
             frame(b"\xff\xfe\xfd garbage"),
-            frame(&[0x83, 0x02, 0x01, 0x80]),
+            frame(&[0x83, 0x03, 0x01, 0x80]),
             frame(&[0x83, 0x01, 0x07, 0x00]),
+            // A sealed batch whose envelope is not one.
+            frame(&[0x83, 0x02, 0x04, 0x81, 0x42, 0xa0, 0x00]),
             (tincan_wire::MAX_REQUEST_LEN + 1).to_be_bytes().to_vec(),
         ],
     )

@@ -136,18 +136,23 @@ impl SignedOlmKeys {
         pinned
             .verify(&self.keys.signed_bytes(), &self.signature)
             .map_err(|_| KeysError::BadSignature)?;
-        Ok(VerifiedKeys(self.keys))
+        Ok(VerifiedKeys(self.clone()))
     }
 }
 
 /// Olm keys whose signature by the pinned identity was checked. Only
 /// [`SignedOlmKeys::verify`] makes one.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct VerifiedKeys(OlmKeys);
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct VerifiedKeys(SignedOlmKeys);
 
 impl VerifiedKeys {
     /// The keys.
     pub fn keys(&self) -> &OlmKeys {
+        &self.0.keys
+    }
+
+    /// The signed record they came in, to keep or pass on.
+    pub fn record(&self) -> &SignedOlmKeys {
         &self.0
     }
 }

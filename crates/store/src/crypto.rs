@@ -26,7 +26,13 @@ pub(crate) const BUCKETS: [usize; 15] =
 pub(crate) struct Keys {
     values: Vec<XChaCha20Poly1305>,
     key_hashes: Vec<Zeroizing<[u8; 32]>>,
+    /// The key of vodozemac's pickles inside the Olm table's sealed values
+    /// (`specs/sealed.md` §7).
+    pub(crate) pickle: tincan_seal::PickleKey,
 }
+
+/// The derivation context of the pickle key (`specs/store.md` §3).
+pub(crate) const PICKLE_CONTEXT: &str = "tincan olm pickles v1";
 
 impl Keys {
     pub(crate) fn derive(root: &StoreRootKey) -> Keys {
@@ -39,7 +45,8 @@ impl Keys {
             key_hashes
                 .push(root.derive_key(&format!("tincan store v1 table {} keys", table.name())));
         }
-        Keys { values, key_hashes }
+        let pickle = tincan_seal::PickleKey::from_bytes(*root.derive_key(PICKLE_CONTEXT));
+        Keys { values, key_hashes, pickle }
     }
 
     /// The keyed hash under which `parts` (concatenated) is stored in `table`.

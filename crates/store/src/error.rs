@@ -87,6 +87,15 @@ pub enum StoreError {
     /// The store was opened read-only.
     #[error("the store is open read-only")]
     ReadOnly,
+    /// There is no Olm account: the node makes one when it starts (`Store::init_olm_account`).
+    #[error("no olm account in the store")]
+    NoOlmAccount,
+    /// The message needs a new Olm session and the peer's signed keys are not known yet.
+    #[error("the peer's olm keys are not known yet")]
+    NoPeerKeys,
+    /// The contact's PeerId holds no ed25519 key, so nothing can be sealed for it.
+    #[error("the contact's key cannot receive sealed messages")]
+    NotSealable,
     /// Sealing a queued message failed; nothing was queued. Holds the sealing's reason.
     #[error("the message could not be sealed: {0}")]
     Sealing(String),

@@ -31,6 +31,7 @@ mod error;
 pub mod fuzzing;
 mod ops;
 mod rows;
+mod sealed;
 mod store;
 mod tables;
 mod types;
@@ -41,7 +42,7 @@ pub use redb::Durability;
 pub use store::{FORMAT_VERSION, Health, Options, Stats, Store};
 pub use tincan_wire::UnixMillis;
 pub use types::{
-    Claim, Contact, ContactKind, ConversationId, Deleted, Direction, Incoming, KeyChange, LogEntry,
-    MAX_ADDR_LEN, MAX_ADDRS, MAX_KEY_CHANGES, MAX_REJECTED_KEYS, OutboxEntry, Queued, Received,
-    RequestLimits, SealInput, SealOutput, Status,
+    Claim, Contact, ContactKind, ConversationId, Deleted, Direction, Incoming, KeyChange,
+    KeysUpdate, LogEntry, MAX_ADDR_LEN, MAX_ADDRS, MAX_KEY_CHANGES, MAX_REJECTED_KEYS, OutboxEntry,
+    Queued, Received, RequestLimits, SealedReceipt, Status,
 };

@@ -33,13 +33,6 @@ pub(crate) struct OutboxRow {
     pub(crate) envelope: Option<Vec<u8>>,
 }
 
-/// Seals a message while it is queued, in the transaction that queues it.
-pub(crate) type SealFn =
-    Box<dyn FnOnce(crate::SealInput<'_>) -> Result<crate::SealOutput, String> + Send>;
-
-/// The key of the Olm account in the Olm table; conversations' sessions are under their ids.
-pub(crate) const OLM_ACCOUNT: &[u8] = b"account";
-
 type Handle<'a> = RedbTable<'a, &'static [u8], &'static [u8]>;
 
 /// A table of the batch, borrowed for the length of one operation.
@@ -71,7 +64,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn open(&self, table: Table) -> Result<TableMut<'_, 'a>, StoreError> {
+    pub(crate) fn open(&self, table: Table) -> Result<TableMut<'_, 'a>, StoreError> {
         let mut slot = self.tables[table as usize]
             .try_borrow_mut()
             .map_err(|_| StoreError::Storage("a table was opened twice in one operation".into()))?;
@@ -91,7 +84,7 @@ impl<'a> Ctx<'a> {
         Ok(loaded)
     }
 
-    fn contact(&self, conv: &ConversationId) -> Result<Contact, StoreError> {
+    pub(crate) fn contact(&self, conv: &ConversationId) -> Result<Contact, StoreError> {
         self.find_contact(conv)?.ok_or(StoreError::NoSuchConversation)
     }
 
@@ -119,7 +112,7 @@ impl<'a> Ctx<'a> {
         Ok(count)
     }
 
-    fn save(&self, contact: Contact) {
+    pub(crate) fn save(&self, contact: Contact) {
         self.dirty.borrow_mut().insert(contact.conversation);
         self.contacts.borrow_mut().insert(contact.conversation, Some(contact));
     }
@@ -175,6 +168,7 @@ fn new_contact(
         claim: Claim::Unchecked,
         rejected_keys: Vec::new(),
         request_bytes: 0,
+        olm_keys: None,
     }
 }
 
@@ -417,6 +411,10 @@ pub(crate) fn trust_pending(
         change.trusted_at = Some(now);
     }
     contact.next_expected_seq = 1;
+    // A new identity: the old one's sessions and keys are no use with it. A request from the
+    // new key brings its own, which this conversation takes over.
+    contact.olm_keys = request.as_ref().and_then(|(r, _)| r.olm_keys.clone());
+    crate::sealed::move_sessions(ctx, request.as_ref().map(|(r, _)| r.conversation), conv)?;
     let mut log = ctx.open(Table::Log)?;
     if let Some((request, entries)) = request {
         let mut ids = ctx.open(Table::Ids)?;
@@ -442,6 +440,8 @@ pub(crate) fn trust_pending(
     for (mut row, mut entry) in queued.into_iter().zip(queued_entries) {
         remove(&mut outbox, &rows::outbox_key(&conv, row.seq))?;
         row.seq = seq;
+        // Sealed for the old key: sealed again, for the new one, before the next send.
+        row.envelope = None;
         entry.seq = seq;
         put(ctx.keys, &mut outbox, Table::Outbox, &rows::outbox_key(&conv, seq), &row)?;
         put(ctx.keys, &mut log, Table::Log, &rows::log_key(&conv, row.position), &entry)?;
@@ -457,13 +457,16 @@ fn remove(handle: &mut Handle<'_>, key: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Queues `text` for the contact: a log entry and an outbox entry, in one transaction.
+/// Queues `text` for the contact: a log entry and an outbox entry, in one transaction. With
+/// `sealed_from` (the sender's username claim), the message is sealed first, in the same
+/// transaction, if the peer's keys or a session are there (`specs/sealed.md` §7.1); otherwise
+/// it is sealed before its first send.
 pub(crate) fn enqueue(
     ctx: &Ctx<'_>,
     conv: ConversationId,
     text: Text,
     now: UnixMillis,
-    seal: Option<SealFn>,
+    sealed_from: Option<&Username>,
 ) -> Result<Queued, StoreError> {
     let mut contact = ctx.contact(&conv)?;
     if contact.kind == ContactKind::Request {
@@ -486,24 +489,21 @@ pub(crate) fn enqueue(
         missing_before: 0,
         late: false,
     };
-    // Sealed before anything is written: a sealing that fails leaves no trace.
-    let sealed = match seal {
+    // Sealed first: a sealing that fails leaves no trace; the sessions after the ratchet step
+    // are written with the rows below.
+    let envelope = match sealed_from {
         None => None,
-        Some(seal) => {
-            let sessions = get_blob(ctx, &conv.0)?;
-            let input = crate::SealInput { id, seq, sent_at: now, sessions: sessions.as_deref() };
-            Some(seal(input).map_err(StoreError::Sealing)?)
-        }
+        Some(from) => crate::sealed::seal_new(ctx, &contact, from, &entry)?,
     };
-    let (envelope, sessions) = match sealed {
-        Some(out) => (Some(out.envelope), Some(out.sessions)),
-        None => (None, None),
+    let row = OutboxRow {
+        seq,
+        id,
+        sent_at: now,
+        position,
+        attempts: 0,
+        next_attempt_at: now,
+        envelope: envelope.clone(),
     };
-    let row =
-        OutboxRow { seq, id, sent_at: now, position, attempts: 0, next_attempt_at: now, envelope };
-    if let Some(sessions) = sessions {
-        put_blob(ctx, &conv.0, sessions)?;
-    }
     put(
         ctx.keys,
         &mut *ctx.open(Table::Log)?,
@@ -521,7 +521,7 @@ pub(crate) fn enqueue(
     contact.last_sent_seq = seq.get();
     contact.log_len += 1;
     ctx.save(contact);
-    Ok(Queued { id, seq, position })
+    Ok(Queued { id, seq, position, envelope })
 }
 
 /// Records a delivery attempt of the queued messages `seqs`: the attempt count, the time of the
@@ -628,65 +628,101 @@ pub(crate) fn receive(
     if contact.blocked {
         return Ok(vec![Received::Blocked; messages.len()]);
     }
-    let mut ids = ctx.open(Table::Ids)?;
-    let mut seen = HashSet::with_capacity(messages.len());
-    let mut fresh = Vec::with_capacity(messages.len());
-    for message in &messages {
-        let key = rows::id_key(ctx.keys, &conv, &message.id);
-        let duplicate =
-            !seen.insert(message.id) || get::<u64>(ctx.keys, &*ids, Table::Ids, &key)?.is_some();
-        fresh.push((!duplicate).then_some(key));
-    }
-    let mut log = ctx.open(Table::Log)?;
+    let fresh = unseen(ctx, &conv, messages.iter().map(|m| m.id))?;
     let mut outcomes = Vec::with_capacity(messages.len());
     for (message, key) in messages.into_iter().zip(fresh) {
         let Some(key) = key else {
             outcomes.push(Received::Duplicate);
             continue;
         };
-        // A stranger's messages wait for the user's decision, within limits: past them they are
-        // refused, so that nobody can fill the disk by writing first.
-        let bytes = message.text.as_str().len() as u64;
-        if contact.kind == ContactKind::Request
-            && (contact.log_len >= limits.max_messages
-                || contact.request_bytes.saturating_add(bytes) > limits.max_bytes)
-        {
+        let size = message.text.as_str().len() as u64;
+        if !within_quota(&contact, size, limits) {
             outcomes.push(Received::OverQuota);
             continue;
         }
-        if contact.kind == ContactKind::Request {
-            contact.request_bytes += bytes;
-        }
-        let seq = message.seq.get();
-        let (missing_before, late) = if seq >= contact.next_expected_seq {
-            let missing = seq - contact.next_expected_seq;
-            contact.next_expected_seq = seq.saturating_add(1);
-            (missing, false)
-        } else {
-            (0, true)
-        };
-        let position = contact.log_len;
-        let entry = LogEntry {
-            position,
-            direction: Direction::Incoming,
-            id: message.id,
-            seq: message.seq,
-            sent_at: message.sent_at,
-            stored_at: now,
-            status: Status::Received,
-            text: message.text,
-            claimed_from: Some(message.from),
-            missing_before,
-            late,
-        };
-        put(ctx.keys, &mut log, Table::Log, &rows::log_key(&conv, position), &entry)?;
-        put(ctx.keys, &mut ids, Table::Ids, &key, &position)?;
-        contact.log_len += 1;
-        contact.unread += 1;
-        outcomes.push(Received::Stored(Box::new(entry)));
+        outcomes.push(store_incoming(ctx, &mut contact, key, message, size, now)?);
     }
     ctx.save(contact);
     Ok(outcomes)
+}
+
+/// The seen-id key of each of `ids` not seen before in the conversation (nor earlier in
+/// `ids`), `None` for the others.
+pub(crate) fn unseen(
+    ctx: &Ctx<'_>,
+    conv: &ConversationId,
+    ids: impl Iterator<Item = MessageId>,
+) -> Result<Vec<Option<[u8; 32]>>, StoreError> {
+    let table = ctx.open(Table::Ids)?;
+    let mut seen = HashSet::new();
+    let mut fresh = Vec::new();
+    for id in ids {
+        let key = rows::id_key(ctx.keys, conv, &id);
+        let duplicate =
+            !seen.insert(id) || get::<u64>(ctx.keys, &*table, Table::Ids, &key)?.is_some();
+        fresh.push((!duplicate).then_some(key));
+    }
+    Ok(fresh)
+}
+
+/// Whether a message of `size` bytes fits: a stranger's messages wait for the user's decision
+/// within limits; past them they are refused, so that nobody can fill the disk by writing
+/// first.
+pub(crate) fn within_quota(contact: &Contact, size: u64, limits: RequestLimits) -> bool {
+    contact.kind != ContactKind::Request
+        || (contact.log_len < limits.max_messages
+            && contact.request_bytes.saturating_add(size) <= limits.max_bytes)
+}
+
+/// Stores one incoming message and its seen id (`key`). Sequence numbers place it: the
+/// expected one advances the counter; a higher one records how many are missing before it; a
+/// lower one is stored as a late arrival (`specs/delivery.md`). `size` counts against a message
+/// request's quota.
+pub(crate) fn store_incoming(
+    ctx: &Ctx<'_>,
+    contact: &mut Contact,
+    key: [u8; 32],
+    message: Incoming,
+    size: u64,
+    now: UnixMillis,
+) -> Result<Received, StoreError> {
+    if contact.kind == ContactKind::Request {
+        contact.request_bytes += size;
+    }
+    let seq = message.seq.get();
+    let (missing_before, late) = if seq >= contact.next_expected_seq {
+        let missing = seq - contact.next_expected_seq;
+        contact.next_expected_seq = seq.saturating_add(1);
+        (missing, false)
+    } else {
+        (0, true)
+    };
+    let position = contact.log_len;
+    let entry = LogEntry {
+        position,
+        direction: Direction::Incoming,
+        id: message.id,
+        seq: message.seq,
+        sent_at: message.sent_at,
+        stored_at: now,
+        status: Status::Received,
+        text: message.text,
+        claimed_from: Some(message.from),
+        missing_before,
+        late,
+    };
+    let conv = contact.conversation;
+    put(
+        ctx.keys,
+        &mut *ctx.open(Table::Log)?,
+        Table::Log,
+        &rows::log_key(&conv, position),
+        &entry,
+    )?;
+    put(ctx.keys, &mut *ctx.open(Table::Ids)?, Table::Ids, &key, &position)?;
+    contact.log_len += 1;
+    contact.unread += 1;
+    Ok(Received::Stored(Box::new(entry)))
 }
 
 /// Deletes a conversation: its messages, its outbox and the ids it has seen. A blocked contact
@@ -749,6 +785,16 @@ const BLOCKED: u64 = 6;
 /// same sequence number, status queued. The recipient stored none of them, so nothing is
 /// shown twice; it shows them as late arrivals if later messages got through meanwhile.
 pub(crate) fn requeue_refused(ctx: &Ctx<'_>, conv: ConversationId) -> Result<usize, StoreError> {
+    requeue_failed(ctx, conv, BLOCKED).map(|ids| ids.len())
+}
+
+/// Puts the messages that failed with refusal `code` back in the outbox, as
+/// [`requeue_refused`] does for blocked ones. Returns their ids.
+pub(crate) fn requeue_failed(
+    ctx: &Ctx<'_>,
+    conv: ConversationId,
+    code: u64,
+) -> Result<Vec<MessageId>, StoreError> {
     let contact = ctx.contact(&conv)?;
     if contact.kind == ContactKind::Request {
         return Err(StoreError::NotAContact);
@@ -764,7 +810,7 @@ pub(crate) fn requeue_refused(ctx: &Ctx<'_>, conv: ConversationId) -> Result<usi
     .into_iter()
     .filter(|e| {
         e.direction == Direction::Outgoing
-            && matches!(e.status, Status::Failed { code: BLOCKED, .. })
+            && matches!(e.status, Status::Failed { code: c, .. } if c == code)
     })
     .collect();
     let mut log = ctx.open(Table::Log)?;
@@ -777,33 +823,14 @@ pub(crate) fn requeue_refused(ctx: &Ctx<'_>, conv: ConversationId) -> Result<usi
             position: entry.position,
             attempts: 0,
             next_attempt_at: entry.sent_at,
-            // Queued again from its text: a sealed message is sealed again by the caller.
+            // Queued again from its text: sealed again before its next send.
             envelope: None,
         };
         put(ctx.keys, &mut outbox, Table::Outbox, &rows::outbox_key(&conv, entry.seq), &row)?;
         entry.status = Status::Queued;
         put(ctx.keys, &mut log, Table::Log, &rows::log_key(&conv, entry.position), &entry)?;
     }
-    Ok(refused.len())
-}
-
-/// A byte string of the Olm table.
-fn get_blob(ctx: &Ctx<'_>, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-    let value: Option<ciborium::Value> = get(ctx.keys, &*ctx.open(Table::Olm)?, Table::Olm, key)?;
-    match value {
-        None => Ok(None),
-        Some(ciborium::Value::Bytes(b)) => Ok(Some(b)),
-        Some(_) => Err(StoreError::Corrupted { table: Table::Olm.purpose() }),
-    }
-}
-
-fn put_blob(ctx: &Ctx<'_>, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
-    put(ctx.keys, &mut *ctx.open(Table::Olm)?, Table::Olm, key, &ciborium::Value::Bytes(value))
-}
-
-/// Keeps the Olm account.
-pub(crate) fn set_olm_account(ctx: &Ctx<'_>, account: Vec<u8>) -> Result<(), StoreError> {
-    put_blob(ctx, OLM_ACCOUNT, account)
+    Ok(refused.iter().map(|e| e.id).collect())
 }
 
 /// Sets a setting.

@@ -11,17 +11,19 @@ use redb::{
     ConcurrencyMode, Database, Durability, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
     ReadableTable,
 };
-use tincan_identity::StoreRootKey;
+use tincan_identity::{PublicKey, StoreRootKey};
+use tincan_seal::{Account, Envelope};
 use tincan_wire::{MessageId, PeerIdBytes, Seq, Text, UnixMillis, Username};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::crypto::Keys;
 use crate::ops::{self, Ctx, OutboxRow, Outcome};
 use crate::rows::{self, get};
+use crate::sealed;
 use crate::tables::Table;
 use crate::{
-    Contact, ConversationId, Incoming, LogEntry, OpenError, OutboxEntry, Queued, Received,
-    SealInput, SealOutput, Status, StoreError,
+    Contact, ConversationId, Incoming, KeysUpdate, LogEntry, OpenError, OutboxEntry, Queued,
+    Received, SealedReceipt, Status, StoreError,
 };
 
 /// The newest store format this build reads and the one it writes.
@@ -595,29 +597,114 @@ impl Store {
         self.write(move |ctx| ops::enqueue(ctx, conv, text, now, None)).await
     }
 
-    /// Queues `text` sealed: `seal` runs inside the transaction that queues the message, with
-    /// the id and sequence number it gets and the conversation's Olm sessions, and returns the
-    /// envelope and the sessions after the ratchet step. The log entry, the outbox row holding
-    /// the envelope and the sessions are committed together (`specs/sealed.md` §7.1); if
-    /// `seal` fails, nothing is queued and the sequence number is not used.
+    /// Queues `text` sealed (`specs/sealed.md` §7.1): sealed with the conversation's sessions,
+    /// or a new session from the peer's kept keys, claiming the username `from`; the log entry,
+    /// the outbox row holding the envelope and the sessions after the ratchet step are committed
+    /// together. With no session and no keys yet, the message is queued without an envelope
+    /// ([`Queued::envelope`] is `None`) and [`Store::seal_queued`] seals it before its first
+    /// send. If sealing fails, nothing is queued and the sequence number is not used.
     pub async fn enqueue_sealed(
         &self,
         conv: ConversationId,
+        from: Username,
         text: Text,
         now: UnixMillis,
-        seal: impl FnOnce(SealInput<'_>) -> Result<SealOutput, String> + Send + 'static,
     ) -> Result<Queued, StoreError> {
-        self.write(move |ctx| ops::enqueue(ctx, conv, text, now, Some(Box::new(seal)))).await
+        self.write(move |ctx| ops::enqueue(ctx, conv, text, now, Some(&from))).await
     }
 
-    /// Keeps the Olm account (`specs/sealed.md` §7).
-    pub async fn set_olm_account(&self, account: Vec<u8>) -> Result<(), StoreError> {
-        self.write(move |ctx| ops::set_olm_account(ctx, account)).await
+    /// The envelopes of the queued messages `seqs`, in order, to send: the one each outbox row
+    /// keeps, or, for a row without one, sealed now (claiming `from`) and kept in the row, so
+    /// every attempt sends the same bytes. Messages no longer queued are skipped.
+    /// [`StoreError::NoPeerKeys`] when one needs a new session and the peer's keys are not
+    /// known: ask the peer for them ([`Store::set_peer_keys`]) and try again.
+    pub async fn seal_queued(
+        &self,
+        conv: ConversationId,
+        from: Username,
+        seqs: Vec<Seq>,
+    ) -> Result<Vec<(Seq, Vec<u8>)>, StoreError> {
+        self.write(move |ctx| sealed::seal_queued(ctx, conv, &from, &seqs)).await
+    }
+
+    /// Keeps `account` as this profile's Olm account, unless one is kept already. Returns the
+    /// signed keys record of the account kept, to hand to peers.
+    pub async fn init_olm_account(&self, account: Account) -> Result<Vec<u8>, StoreError> {
+        self.write(move |ctx| sealed::init_account(ctx, account)).await
+    }
+
+    /// Offers the contact's signed Olm keys `record`: kept if it verifies against the pinned
+    /// key and its serial is higher than the kept one's (`specs/sealed.md` §2.1).
+    pub async fn set_peer_keys(
+        &self,
+        conv: ConversationId,
+        record: Vec<u8>,
+    ) -> Result<KeysUpdate, StoreError> {
+        self.write(move |ctx| sealed::set_peer_keys(ctx, conv, record)).await
+    }
+
+    /// Stores the sealed messages `envelopes` from `peer` (the ed25519 key the connection
+    /// authenticated), in one transaction with the Olm state they step (`specs/sealed.md`
+    /// §7.1): seen ids are acknowledged without opening, a blocked sender is refused without
+    /// opening, a message request's quota counts each envelope's body, and a stranger whose
+    /// first message opens becomes a message request under the name sealed inside.
+    /// `envelopes` must not be empty.
+    pub async fn receive_sealed(
+        &self,
+        peer: PublicKey,
+        envelopes: Vec<Envelope>,
+        now: UnixMillis,
+        limits: crate::RequestLimits,
+    ) -> Result<SealedReceipt, StoreError> {
+        if envelopes.is_empty() {
+            return Ok(SealedReceipt::refused(Vec::new()));
+        }
+        self.write(move |ctx| sealed::receive_sealed(ctx, peer, envelopes, now, limits)).await
+    }
+
+    /// The peer could not open our messages for want of a session (`specs/sealed.md` §8):
+    /// forgets the sessions and the peer's kept keys, takes the envelopes off the queued
+    /// messages and queues again those refused as `no session`, all to be sealed again in a new
+    /// session before their next send. Returns the ids of those queued again.
+    pub async fn restart_session(
+        &self,
+        conv: ConversationId,
+    ) -> Result<Vec<MessageId>, StoreError> {
+        self.write(move |ctx| sealed::restart_session(ctx, conv)).await
+    }
+
+    /// Every value of the table named `name` (`t1` … `t8`, `specs/store.md` §2), decrypted with
+    /// the store's key, in key order: the plaintext CBOR as this store keeps it. For audits and
+    /// for tests of what the store holds even to someone with the key (the outbox holds
+    /// envelopes, not text). Unknown names give nothing.
+    pub async fn decrypted_values(&self, name: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let Some(table) = Table::ALL.into_iter().skip(1).find(|t| t.name() == name) else {
+            return Ok(Vec::new());
+        };
+        self.read(move |txn, keys| {
+            let handle = open(txn, table)?;
+            let mut out = Vec::new();
+            for row in handle.iter().map_err(StoreError::storage)? {
+                let (k, v) = row.map_err(StoreError::storage)?;
+                let plain = keys
+                    .open(table, k.value(), v.value())
+                    .ok_or(StoreError::Corrupted { table: table.purpose() })?;
+                out.push(plain.to_vec());
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Forgets the conversation's Olm sessions: its next message starts a new session
+    /// (`specs/sealed.md` §8).
+    pub async fn drop_sessions(&self, conv: ConversationId) -> Result<(), StoreError> {
+        self.write(move |ctx| sealed::drop_sessions(ctx, &conv)).await
     }
 
     /// The Olm account, if one was kept.
     pub async fn olm_account(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.olm_blob(ops::OLM_ACCOUNT.to_vec()).await
+        self.olm_blob(sealed::OLM_ACCOUNT.to_vec()).await
     }
 
     /// A conversation's Olm sessions, if it has any.

@@ -111,28 +111,6 @@ pub struct LogEntry {
     pub late: bool,
 }
 
-/// What sealing a message starts from, inside the transaction that queues it.
-#[derive(Debug)]
-pub struct SealInput<'a> {
-    /// The id the message gets.
-    pub id: MessageId,
-    /// Its sequence number.
-    pub seq: Seq,
-    /// When it is queued, by our clock.
-    pub sent_at: UnixMillis,
-    /// The conversation's Olm sessions as the store keeps them, if it has any yet.
-    pub sessions: Option<&'a [u8]>,
-}
-
-/// What sealing gives back: both are written in the transaction that queues the message.
-#[derive(Debug)]
-pub struct SealOutput {
-    /// The envelope the outbox keeps and every attempt sends.
-    pub envelope: Vec<u8>,
-    /// The conversation's Olm sessions after the ratchet step.
-    pub sessions: Vec<u8>,
-}
-
 /// A message waiting for the recipient's acknowledgement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxEntry {
@@ -269,6 +247,10 @@ pub struct Contact {
     /// Bytes of text stored while the conversation was a message request.
     #[serde(default)]
     pub request_bytes: u64,
+    /// The peer's signed Olm keys record (`specs/sealed.md` §2) with the highest serial seen,
+    /// kept only once verified against `peer_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub olm_keys: Option<Vec<u8>>,
 }
 
 /// A message as it arrived, for [`Store::receive`](crate::Store::receive).
@@ -297,6 +279,51 @@ pub enum Received {
     Blocked,
     /// A message request past its [`RequestLimits`]: not stored.
     OverQuota,
+    /// A sealed message that did not open, and why: not stored, and no state changed.
+    Unopened(tincan_seal::OpenError),
+}
+
+/// What [`Store::receive_sealed`](crate::Store::receive_sealed) did with a sealed request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedReceipt {
+    /// The sender's contact or message request, after the request; `None` when the sender was
+    /// a stranger whose first message did not open (nothing was kept of it).
+    pub contact: Option<Contact>,
+    /// The sender was a stranger: a message request was made for it.
+    pub new_request: bool,
+    /// A message opened in a session the sender just started: the user is shown it
+    /// (`specs/sealed.md` §8).
+    pub new_session: bool,
+    /// What became of the sender's keys record carried in a pre-key message, if any.
+    pub keys: Option<KeysUpdate>,
+    /// One outcome per envelope, in order.
+    pub outcomes: Vec<Received>,
+}
+
+impl SealedReceipt {
+    pub(crate) fn refused(outcomes: Vec<Received>) -> SealedReceipt {
+        SealedReceipt {
+            contact: None,
+            new_request: false,
+            new_session: false,
+            keys: None,
+            outcomes,
+        }
+    }
+}
+
+/// What offering a peer's Olm keys record did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeysUpdate {
+    /// Kept: the record verified and its serial is the highest seen.
+    Updated {
+        /// Its serial.
+        serial: u64,
+    },
+    /// Not kept: a record with this serial or a higher one is kept already.
+    Kept,
+    /// Refused: the record is malformed or not signed by the contact's pinned identity.
+    Refused(tincan_seal::KeysError),
 }
 
 /// What deleting a conversation left behind.
@@ -317,6 +344,8 @@ pub struct Queued {
     pub seq: Seq,
     /// Its position in the log.
     pub position: u64,
+    /// Its sealed envelope, when it could be sealed as it was queued.
+    pub envelope: Option<Vec<u8>>,
 }
 
 mod bytes16 {

@@ -1,6 +1,7 @@
-//! Messages queued sealed: the envelope is in the outbox row and the Olm sessions are in their
-//! table, committed with the log entry in one transaction (`specs/sealed.md` §7.1), with real
-//! Olm accounts from `tincan-seal`.
+//! Sealed messages in the store (`specs/sealed.md` §7.1), with real Olm accounts from
+//! `tincan-seal`: the sender's envelope is in the outbox row and its sessions in their table,
+//! committed with the log entry; the recipient's sessions, messages and seen ids are one
+//! transaction; and nothing is opened that need not be.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
 
@@ -8,7 +9,7 @@ mod common;
 
 use common::*;
 use tincan_identity::{Identity, StoreRootKey};
-use tincan_seal::{Account, Contents, Envelope, Outgoing, PickleKey, Sessions};
+use tincan_seal::{Account, Envelope, KeysError, OpenError, PickleKey, Sessions};
 use tincan_store::*;
 use tincan_wire::PeerIdBytes;
 
@@ -16,151 +17,259 @@ fn pickle_key() -> PickleKey {
     PickleKey::from_bytes(*root().derive_key("tincan olm pickles v1"))
 }
 
-struct Peer {
+/// One side: its identity and a store holding its Olm account.
+struct Side {
     identity: Identity,
-    account: Account,
+    keys: Vec<u8>,
+    store: Store,
+    _dir: tempfile::TempDir,
 }
 
-fn peer_of() -> Peer {
-    let identity = Identity::generate().unwrap();
-    let account = Account::generate(&identity);
-    Peer { identity, account }
-}
+impl Side {
+    async fn new() -> Side {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::generate().unwrap();
+        let store = Store::create(&dir.path().join("s.redb"), &root()).unwrap();
+        let keys = store.init_olm_account(Account::generate(&identity)).await.unwrap();
+        Side { identity, keys, store, _dir: dir }
+    }
 
-fn peer_id(identity: &Identity) -> PeerIdBytes {
-    PeerIdBytes::new(&identity.peer_id().to_bytes()).unwrap()
-}
+    fn peer_id(&self) -> PeerIdBytes {
+        PeerIdBytes::new(&self.identity.peer_id().to_bytes()).unwrap()
+    }
 
-/// The sealing the engine does: the conversation's sessions from the store (or none yet),
-/// the message sealed, the envelope and the sessions after the ratchet step back.
-fn sealing(
-    alice: &Peer,
-    bob: &Peer,
-    body: &str,
-) -> impl FnOnce(SealInput<'_>) -> Result<SealOutput, String> + Send + 'static {
-    let key = pickle_key();
-    let account = Account::from_pickle(&alice.account.pickle(&key), &key).unwrap();
-    let bob_key = bob.identity.public_key();
-    let theirs = bob.account.keys().verify(&bob_key).unwrap();
-    let body = text(body);
-    move |input| {
-        let sessions = match input.sessions {
-            Some(bytes) => Sessions::from_pickle(bytes, &key).map_err(|e| e.to_string())?,
-            None => Sessions::new(bob_key),
-        };
-        let message = Outgoing {
-            id: input.id,
-            seq: input.seq,
-            contents: Contents { from: name("alice"), sent_at: input.sent_at, text: body },
-        };
-        let sealed = sessions.seal(&account, Some(&theirs), message).map_err(|e| e.to_string())?;
-        Ok(SealOutput {
-            envelope: sealed.envelope.encode(),
-            sessions: sealed.sessions.pickle(&key),
-        })
+    /// Pins `other` as a contact named `name`, and keeps its keys record.
+    async fn pin(&self, name_: &str, other: &Side) -> ConversationId {
+        let conv =
+            self.store.add_contact(name(name_), other.peer_id(), UnixMillis(1)).await.unwrap();
+        let update = self.store.set_peer_keys(conv.conversation, other.keys.clone()).await.unwrap();
+        assert_eq!(update, KeysUpdate::Updated { serial: 1 });
+        conv.conversation
+    }
+
+    async fn envelopes(&self, conv: ConversationId) -> Vec<Envelope> {
+        let outbox = self.store.outbox(conv, 100).await.unwrap();
+        outbox.iter().map(|e| Envelope::decode(e.envelope.as_ref().unwrap()).unwrap()).collect()
+    }
+
+    async fn receive(&self, from: &Side, envelopes: Vec<Envelope>) -> SealedReceipt {
+        let limits = RequestLimits::default();
+        let peer = from.identity.public_key();
+        self.store.receive_sealed(peer, envelopes, UnixMillis(50), limits).await.unwrap()
     }
 }
 
+fn stored_texts(receipt: &SealedReceipt) -> Vec<String> {
+    let texts = receipt.outcomes.iter().filter_map(|o| match o {
+        Received::Stored(entry) => Some(entry.text.as_str().to_owned()),
+        _ => None,
+    });
+    texts.collect()
+}
+
 #[tokio::test]
-async fn a_sealed_message_is_queued_with_its_envelope_and_the_sessions_together() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sealed.redb");
-    let (alice, bob) = (peer_of(), peer_of());
-    let store = Store::create(&path, &root()).unwrap();
-    let conv = store.add_contact(name("bob"), peer_id(&bob.identity), UnixMillis(1)).await.unwrap();
-    let conv = conv.conversation;
-    store.set_olm_account(alice.account.pickle(&pickle_key())).await.unwrap();
+async fn sealed_messages_go_from_one_store_to_the_other_and_a_stranger_becomes_a_request() {
+    let (alice, bob) = (Side::new().await, Side::new().await);
+    let conv = alice.pin("bob", &bob).await;
     let mut queued = Vec::new();
     for i in 0..3 {
-        let body = format!("sealed {i}");
-        queued.push(
-            store
-                .enqueue_sealed(conv, text(&body), UnixMillis(10 + i), sealing(&alice, &bob, &body))
-                .await
-                .unwrap(),
+        let q = alice.store.enqueue_sealed(
+            conv,
+            name("alice"),
+            text(&format!("sealed {i}")),
+            UnixMillis(10 + i),
         );
+        queued.push(q.await.unwrap());
     }
-    let sessions = store.olm_sessions(conv).await.unwrap().expect("the sessions were kept");
+    let sessions = alice.store.olm_sessions(conv).await.unwrap().expect("the sessions were kept");
     assert_eq!(Sessions::from_pickle(&sessions, &pickle_key()).unwrap().len(), 1);
-    assert!(store.olm_account().await.unwrap().is_some());
-    store.close().await;
-
-    // Reopened: every outbox row holds its envelope, and bob opens them in order.
-    let store = Store::open(&path, &root()).unwrap();
-    let outbox = store.outbox(conv, 10).await.unwrap();
-    assert_eq!(outbox.len(), 3);
-    let mut bobs = Sessions::new(alice.identity.public_key());
-    let mut account = bob.account;
-    for (i, entry) in outbox.iter().enumerate() {
-        assert_eq!((entry.id, entry.seq), (queued[i].id, queued[i].seq));
-        let envelope = Envelope::decode(entry.envelope.as_ref().expect("sealed")).unwrap();
-        assert_eq!((envelope.id, envelope.seq), (entry.id, entry.seq));
-        let opened = bobs.open(&account, &envelope).unwrap();
-        assert_eq!(opened.contents.text.as_str(), format!("sealed {i}"));
-        assert_eq!(opened.contents.sent_at, entry.sent_at);
-        bobs = opened.sessions;
-        if let Some(next) = opened.account {
-            account = next;
-        }
+    let envelopes = alice.envelopes(conv).await;
+    for (q, e) in queued.iter().zip(&envelopes) {
+        assert_eq!(
+            q.envelope.as_deref(),
+            Some(&e.encode()[..]),
+            "the outbox keeps what enqueue sealed"
+        );
+        assert_eq!((e.id, e.seq), (q.id, q.seq));
     }
-    // A message queued unsealed has no envelope.
-    store.enqueue(conv, text("plain"), UnixMillis(20)).await.unwrap();
-    assert_eq!(store.outbox(conv, 10).await.unwrap()[3].envelope, None);
-    store.close().await;
+
+    // Bob has never heard of alice: her first message opens, and makes a request under the
+    // name sealed inside it, with her keys record kept.
+    let receipt = bob.receive(&alice, envelopes.clone()).await;
+    assert_eq!(stored_texts(&receipt), ["sealed 0", "sealed 1", "sealed 2"]);
+    assert!(receipt.new_request && receipt.new_session);
+    assert_eq!(receipt.keys, Some(KeysUpdate::Updated { serial: 1 }));
+    let request = receipt.contact.unwrap();
+    assert_eq!((request.kind, request.username.as_str()), (ContactKind::Request, "alice"));
+    assert_eq!(request.olm_keys.as_ref(), Some(&alice.keys));
+    let Received::Stored(first) = &receipt.outcomes[0] else { unreachable!() };
+    assert_eq!(first.sent_at, UnixMillis(10));
+    assert_eq!(first.claimed_from.as_ref().map(|n| n.as_str()), Some("alice"));
+
+    // The same envelopes again: acknowledged as seen, without opening (opening would fail:
+    // their keys are gone).
+    let again = bob.receive(&alice, envelopes).await;
+    assert_eq!(again.outcomes, vec![Received::Duplicate; 3]);
+    assert!(!again.new_request && !again.new_session);
+
+    // Bob accepts and replies; alice opens the reply in the session she started.
+    bob.store.accept_request(request.conversation).await.unwrap();
+    bob.store
+        .enqueue_sealed(request.conversation, name("bob"), text("hi alice"), UnixMillis(60))
+        .await
+        .unwrap();
+    let reply = bob.envelopes(request.conversation).await;
+    let receipt = alice.receive(&bob, reply).await;
+    assert_eq!(stored_texts(&receipt), ["hi alice"]);
+    assert!(!receipt.new_request && !receipt.new_session);
 }
 
 #[tokio::test]
-async fn a_sealing_that_fails_queues_nothing_and_uses_no_sequence_number() {
-    let dir = tempfile::tempdir().unwrap();
-    let (alice, bob) = (peer_of(), peer_of());
-    let store = Store::create(&dir.path().join("s.redb"), &root()).unwrap();
-    let conv = store
-        .add_contact(name("bob"), peer_id(&bob.identity), UnixMillis(1))
+async fn without_the_peers_keys_a_message_waits_unsealed_and_is_sealed_once() {
+    let (alice, bob) = (Side::new().await, Side::new().await);
+    let conv = alice
+        .store
+        .add_contact(name("bob"), bob.peer_id(), UnixMillis(1))
         .await
         .unwrap()
         .conversation;
-    let before = snapshot(&store).await.unwrap();
-    let refused = store
-        .enqueue_sealed(conv, text("never"), UnixMillis(2), |_| Err("no keys for bob".into()))
-        .await
-        .unwrap_err();
-    assert_eq!(refused.to_string(), "the message could not be sealed: no keys for bob");
-    assert_eq!(snapshot(&store).await.unwrap(), before);
-    assert_eq!(store.olm_sessions(conv).await.unwrap(), None);
-    // The next message gets the first sequence number.
-    let queued = store
-        .enqueue_sealed(conv, text("first"), UnixMillis(3), sealing(&alice, &bob, "first"))
+    let queued = alice
+        .store
+        .enqueue_sealed(conv, name("alice"), text("early"), UnixMillis(2))
         .await
         .unwrap();
-    assert_eq!(queued.seq.get(), 1);
-    store.close().await;
+    assert_eq!(queued.envelope, None);
+    let seqs = vec![queued.seq];
+    let err = alice.store.seal_queued(conv, name("alice"), seqs.clone()).await.unwrap_err();
+    assert!(matches!(err, StoreError::NoPeerKeys), "{err:?}");
+    assert_eq!(alice.store.olm_sessions(conv).await.unwrap(), None);
+
+    // Another identity's record is refused; bob's is kept; an older serial is not.
+    let mallory = Side::new().await;
+    let refused = alice.store.set_peer_keys(conv, mallory.keys.clone()).await.unwrap();
+    assert_eq!(refused, KeysUpdate::Refused(KeysError::NotThePinnedIdentity));
+    let garbage = alice.store.set_peer_keys(conv, vec![0xa1, 0x00]).await.unwrap();
+    assert!(matches!(garbage, KeysUpdate::Refused(_)), "{garbage:?}");
+    assert_eq!(
+        alice.store.set_peer_keys(conv, bob.keys.clone()).await.unwrap(),
+        KeysUpdate::Updated { serial: 1 }
+    );
+    assert_eq!(alice.store.set_peer_keys(conv, bob.keys.clone()).await.unwrap(), KeysUpdate::Kept);
+
+    let first = alice.store.seal_queued(conv, name("alice"), seqs.clone()).await.unwrap();
+    let second = alice.store.seal_queued(conv, name("alice"), seqs).await.unwrap();
+    assert_eq!(first, second, "every attempt sends the same bytes");
+    assert_eq!(alice.envelopes(conv).await[0].encode(), first[0].1);
+    let receipt = bob.receive(&alice, alice.envelopes(conv).await).await;
+    assert_eq!(stored_texts(&receipt), ["early"]);
+}
+
+#[tokio::test]
+async fn refusals_open_nothing_and_change_nothing() {
+    let (alice, bob) = (Side::new().await, Side::new().await);
+    let conv = alice.pin("bob", &bob).await;
+    let bobs_conv = bob.pin("alice", &alice).await;
+    for i in 0..3 {
+        alice
+            .store
+            .enqueue_sealed(conv, name("alice"), text(&format!("m{i}")), UnixMillis(i))
+            .await
+            .unwrap();
+    }
+    let envelopes = alice.envelopes(conv).await;
+
+    // A changed message in the middle of a batch: refused with its reason; the others store.
+    let mut tampered = envelopes.clone();
+    let last = tampered[1].body.len() - 1;
+    tampered[1].body[last] ^= 1;
+    let before = bob.store.olm_sessions(bobs_conv).await.unwrap();
+    let receipt = bob.receive(&alice, tampered).await;
+    assert_eq!(receipt.outcomes[1], Received::Unopened(OpenError::Tampered));
+    assert_eq!(stored_texts(&receipt), ["m0", "m2"]);
+    assert_ne!(bob.store.olm_sessions(bobs_conv).await.unwrap(), before);
+    // The genuine one still opens afterwards: nothing was spent on the changed copy.
+    let receipt = bob.receive(&alice, vec![envelopes[1].clone()]).await;
+    assert_eq!(stored_texts(&receipt), ["m1"]);
+    assert!(receipt.outcomes.len() == 1);
+
+    // Blocked: refused before opening, and the sessions stay as they were.
+    alice.store.enqueue_sealed(conv, name("alice"), text("m3"), UnixMillis(9)).await.unwrap();
+    let m3 = alice.envelopes(conv).await.pop().unwrap();
+    bob.store.set_blocked(bobs_conv, true).await.unwrap();
+    let sessions = bob.store.olm_sessions(bobs_conv).await.unwrap();
+    let before = snapshot(&bob.store).await.unwrap();
+    let receipt = bob.receive(&alice, vec![m3.clone()]).await;
+    assert_eq!(receipt.outcomes, [Received::Blocked]);
+    assert_eq!(bob.store.olm_sessions(bobs_conv).await.unwrap(), sessions);
+    assert_eq!(snapshot(&bob.store).await.unwrap(), before);
+    bob.store.set_blocked(bobs_conv, false).await.unwrap();
+    assert_eq!(stored_texts(&bob.receive(&alice, vec![m3]).await), ["m3"]);
+}
+
+#[tokio::test]
+async fn a_stranger_whose_first_message_does_not_open_leaves_no_trace() {
+    let (alice, bob, carol) = (Side::new().await, Side::new().await, Side::new().await);
+    let conv = alice.pin("bob", &bob).await;
+    alice.store.enqueue_sealed(conv, name("alice"), text("hello"), UnixMillis(1)).await.unwrap();
+    let envelopes = alice.envelopes(conv).await;
+    let before = snapshot(&bob.store).await.unwrap();
+    // Carol's connection carries alice's envelope: carol is not who sealed it.
+    let receipt = bob.receive(&carol, envelopes.clone()).await;
+    assert!(matches!(receipt.outcomes[..], [Received::Unopened(_)]), "{:?}", receipt.outcomes);
+    assert_eq!((receipt.contact, receipt.new_request), (None, false));
+    assert_eq!(snapshot(&bob.store).await.unwrap(), before);
+    // Sent to carol, it is not for her.
+    let receipt = carol.receive(&alice, envelopes).await;
+    assert_eq!(receipt.outcomes, [Received::Unopened(OpenError::WrongRecipient)]);
+}
+
+#[tokio::test]
+async fn a_message_requests_quota_counts_sealed_bodies() {
+    let (alice, bob) = (Side::new().await, Side::new().await);
+    let conv = alice.pin("bob", &bob).await;
+    for i in 0..4 {
+        alice
+            .store
+            .enqueue_sealed(conv, name("alice"), text(&format!("q{i}")), UnixMillis(i))
+            .await
+            .unwrap();
+    }
+    let envelopes = alice.envelopes(conv).await;
+    // Room for two bodies of a few hundred bytes, whatever the texts' length (2 bytes each).
+    let body = envelopes[0].body.len() as u64;
+    assert!(body > 256, "padded to a bucket: {body}");
+    let limits = RequestLimits { max_requests: 4, max_messages: 100, max_bytes: 2 * body + 100 };
+    let peer = alice.identity.public_key();
+    let receipt = bob.store.receive_sealed(peer, envelopes, UnixMillis(5), limits).await.unwrap();
+    assert_eq!(stored_texts(&receipt), ["q0", "q1"]);
+    assert_eq!(receipt.outcomes[2..], [Received::OverQuota, Received::OverQuota]);
 }
 
 #[tokio::test]
 async fn deleting_a_conversation_deletes_its_sessions_and_the_file_shows_no_state() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.redb");
-    let (alice, bob) = (peer_of(), peer_of());
+    let (alice, bob) = (Identity::generate().unwrap(), Side::new().await);
     let store = Store::create(&path, &root()).unwrap();
-    let conv = store
-        .add_contact(name("bob"), peer_id(&bob.identity), UnixMillis(1))
-        .await
-        .unwrap()
-        .conversation;
-    store.set_olm_account(alice.account.pickle(&pickle_key())).await.unwrap();
-    store
-        .enqueue_sealed(conv, text("CANARYSEALED"), UnixMillis(2), sealing(&alice, &bob, "x"))
-        .await
-        .unwrap();
+    store.init_olm_account(Account::generate(&alice)).await.unwrap();
+    let conv =
+        store.add_contact(name("bob"), bob.peer_id(), UnixMillis(1)).await.unwrap().conversation;
+    store.set_peer_keys(conv, bob.keys.clone()).await.unwrap();
+    store.enqueue_sealed(conv, name("alice"), text("CANARYSEALED"), UnixMillis(2)).await.unwrap();
     let sessions = store.olm_sessions(conv).await.unwrap().unwrap();
     let account = store.olm_account().await.unwrap().unwrap();
+    // A second account is not kept over the first.
+    let kept = store.init_olm_account(Account::generate(&alice)).await.unwrap();
+    assert_eq!(Account::from_pickle(&account, &pickle_key()).unwrap().keys().encode(), kept);
     store.close().await;
-    // Sealed by the store: not even the (already encrypted) pickles are in the file as such.
+    // Sealed by the store: not even the (already encrypted) pickles are in the file as such,
+    // nor the text in the outbox's envelope.
     let raw = std::fs::read(&path).unwrap();
     let in_file: std::collections::HashSet<&[u8]> = raw.windows(32).collect();
     for (what, bytes) in [("sessions", &sessions[..]), ("account", &account[..])] {
         assert!(!bytes.windows(32).any(|p| in_file.contains(p)), "{what} in the file");
     }
+    assert!(!raw.windows(12).any(|w| w == b"CANARYSEALED"));
     // The wrong root key opens nothing of it.
     assert!(Store::open(&path, &StoreRootKey::from_bytes([1; 32])).is_err());
     let store = Store::open(&path, &root()).unwrap();

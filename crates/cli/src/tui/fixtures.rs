@@ -23,5 +23,6 @@ pub fn contact(name: &str, n: u8, kind: ContactKind) -> Contact {
         claim: tincan_store::Claim::Unchecked,
         rejected_keys: Vec::new(),
         request_bytes: 0,
+        olm_keys: None,
     }
 }

@@ -495,6 +495,7 @@ fn contact(c: &api::Contact) -> anyhow::Result<Contact> {
             .map(|k| peer_bytes(k))
             .collect::<anyhow::Result<_>>()?,
         request_bytes: 0,
+        olm_keys: None,
     })
 }
 

@@ -283,6 +283,9 @@ fn event_json(event: &Event) -> Value {
         Event::Duplicate { addrs, .. } => {
             json!({"duplicate": addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>()})
         }
+        Event::Sealing { username, change, .. } => {
+            json!({"sealing": {"username": username.as_str(), "change": format!("{change:?}")}})
+        }
         _ => json!({"event": format!("{event:?}")}),
     }
 }

@@ -1,0 +1,195 @@
+//! Sealed messages between real `tincan-node-harness` processes (`specs/sealed.md`): what
+//! waits in the outbox is ciphertext even to someone holding the store's key, and a side
+//! restored from an old backup recovers by itself, visibly to both users.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)] // Tests fail loudly on purpose.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+use tincan_seal::Envelope;
+use tincan_store::Store;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Sends `text` and waits until the sender reports it delivered.
+fn send_delivered(from: &mut Peer, to: &str, text: &str) {
+    from.command(json!({"send": {"to": to, "text": text}}));
+    let id = from.wait(MINUTE, |v| v["queued"]["id"].as_str().map(str::to_owned));
+    from.wait(MINUTE, |v| {
+        (v["status"]["id"] == id.as_str() && v["status"]["status"] == "delivered").then_some(())
+    });
+}
+
+fn received(peer: &mut Peer, text: &str) {
+    peer.wait(MINUTE, |v| (v["received"]["text"] == text).then_some(()));
+}
+
+/// A phonebook, so that a restarted peer (on a new port) is found again.
+fn phonebook(root: &Path) -> (Phonebook, Vec<String>) {
+    let pb = Phonebook::start(&root.join("pb"));
+    let args =
+        vec!["--phonebook".into(), pb.url.clone(), "--lookup-interval-ms".into(), "500".into()];
+    (pb, args)
+}
+
+fn root_key(dir: &Path) -> tincan_identity::Identity {
+    let password = tincan_identity::Password::new(PASSWORD.into());
+    tincan_identity::unlock(&dir.join("identity.key"), &password).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_holds_ciphertext_even_to_the_stores_key_and_every_retry_sends_it() {
+    let root = tempfile::tempdir().unwrap();
+    let (_pb, args) = phonebook(root.path());
+    let mut bob = Peer::start(&root.path().join("bob"), "bob", &args);
+    let mut alice = Peer::start(&root.path().join("alice"), "alice", &args);
+    alice.add(&bob);
+    bob.add(&alice);
+    // The first message: alice asks bob for his keys, starts a session and seals it.
+    send_delivered(&mut alice, "bob", "hello");
+    received(&mut bob, "hello");
+    let bob_id = bob.peer_id.clone();
+    bob.quit();
+
+    let texts: Vec<String> = (0..5).map(|i| format!("CANARY-outbox-{i}-qzxv")).collect();
+    for text in &texts {
+        alice.command(json!({"send": {"to": "bob", "text": text}}));
+        alice.wait(MINUTE, |v| v.get("queued").map(|_| ()));
+    }
+    // Alice tries bob a few times meanwhile: every attempt sends the envelope kept.
+    std::thread::sleep(Duration::from_secs(2));
+
+    // The outbox, read with alice's own store key beside her running node.
+    let identity = root_key(&root.path().join("alice"));
+    let store =
+        Store::open_read_only(&root.path().join("alice/store.redb"), identity.store_root_key())
+            .unwrap();
+    let rows = store.decrypted_values("t6").await.unwrap();
+    assert_eq!(rows.len(), texts.len(), "one outbox row per message waiting");
+    for row in &rows {
+        assert!(row.len() > 256, "each row holds an envelope padded to a bucket: {}", row.len());
+        for needle in ["CANARY", "qzxv", "outbox"] {
+            assert!(!row.windows(needle.len()).any(|w| w == needle.as_bytes()), "{needle:?}");
+        }
+    }
+    let contact = store.contacts().await.unwrap().remove(0);
+    let outbox = store.outbox(contact.conversation, 10).await.unwrap();
+    for entry in &outbox {
+        let envelope = Envelope::decode(entry.envelope.as_ref().expect("sealed when queued"))
+            .expect("an envelope of specs/sealed.md §3");
+        assert_eq!((envelope.id, envelope.seq), (entry.id, entry.seq));
+        let to: libp2p::PeerId = bob_id.parse().unwrap();
+        assert_eq!(envelope.to.as_bytes(), to.to_bytes());
+    }
+    println!(
+        "{} outbox rows, {} to {} bytes each, no text",
+        rows.len(),
+        rows.iter().map(Vec::len).min().unwrap(),
+        rows.iter().map(Vec::len).max().unwrap()
+    );
+    drop(store);
+
+    // Bob returns: the envelopes go, open, and arrive once each, in order.
+    let mut bob = Peer::start(&root.path().join("bob"), "bob", &args);
+    let mut got = Vec::new();
+    bob.wait(MINUTE, |v| {
+        if let Some(text) = v["received"]["text"].as_str() {
+            got.push(text.to_owned());
+        }
+        (got.len() == texts.len()).then_some(())
+    });
+    assert_eq!(got, texts);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!bob.drain().iter().any(|v| v.get("received").is_some()), "nothing twice");
+}
+
+/// Every `sealing` line of `lines`, as `(username, change)`.
+fn sealing(lines: &[Value]) -> Vec<(String, String)> {
+    let pick = |v: &Value| {
+        let s = v.get("sealing")?;
+        Some((s["username"].as_str()?.to_owned(), s["change"].as_str()?.to_owned()))
+    };
+    lines.iter().filter_map(pick).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_backup_recovers_by_itself_and_both_users_see_it() {
+    let root = tempfile::tempdir().unwrap();
+    let (_pb, args) = phonebook(root.path());
+    let bob_dir = root.path().join("bob");
+    let mut bob = Peer::start(&bob_dir, "bob", &args);
+    let mut alice = Peer::start(&root.path().join("alice"), "alice", &args);
+    alice.add(&bob);
+    bob.add(&alice);
+    send_delivered(&mut alice, "bob", "a1");
+    received(&mut bob, "a1");
+    send_delivered(&mut bob, "alice", "b1");
+    received(&mut alice, "b1");
+
+    // Bob's backup, then the conversation goes on: both ratchets turn past it.
+    bob.quit();
+    let backup = std::fs::read(bob_dir.join("store.redb")).unwrap();
+    let mut bob = Peer::start(&bob_dir, "bob", &args);
+    for round in 2..4 {
+        send_delivered(&mut alice, "bob", &format!("a{round}"));
+        received(&mut bob, &format!("a{round}"));
+        send_delivered(&mut bob, "alice", &format!("b{round}"));
+        received(&mut alice, &format!("b{round}"));
+    }
+
+    // Restored: bob's sessions are as they were at the backup.
+    bob.quit();
+    std::fs::write(bob_dir.join("store.redb"), &backup).unwrap();
+    let mut bob = Peer::start(&bob_dir, "bob", &args);
+    let mut alice_lines = Vec::new();
+    let mut bob_lines = Vec::new();
+    alice.command(json!({"send": {"to": "bob", "text": "after the restore"}}));
+    bob.wait(MINUTE, |v| {
+        bob_lines.push(v.clone());
+        (v["received"]["text"] == "after the restore").then_some(())
+    });
+    bob.command(json!({"send": {"to": "alice", "text": "and back"}}));
+    alice.wait(MINUTE, |v| {
+        alice_lines.push(v.clone());
+        (v["received"]["text"] == "and back").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    alice_lines.extend(alice.drain());
+    bob_lines.extend(bob.drain());
+    let (seen_by_alice, seen_by_bob) = (sealing(&alice_lines), sealing(&bob_lines));
+    println!("alice saw {seen_by_alice:?}; bob saw {seen_by_bob:?}");
+    // The side whose messages could not be opened sealed them again, and says so; the other
+    // side was shown that a new secure session started.
+    let resealed = |seen: &[(String, String)], peer: &str| {
+        seen.iter().any(|(who, change)| who == peer && change.starts_with("Resealed"))
+    };
+    let new_session = |seen: &[(String, String)], peer: &str| {
+        seen.iter().any(|(who, change)| who == peer && change == "NewSession")
+    };
+    assert!(
+        (resealed(&seen_by_alice, "bob") && new_session(&seen_by_bob, "alice"))
+            || (resealed(&seen_by_bob, "alice") && new_session(&seen_by_alice, "bob")),
+        "a new session was started and both users were told"
+    );
+    // Nothing failed for good: a message refused for want of a session was queued again and
+    // delivered.
+    for lines in [&alice_lines, &bob_lines] {
+        let last = |id: &Value| {
+            lines.iter().rev().find(|v| v["status"]["id"] == *id).map(|v| &v["status"]["status"])
+        };
+        for failed in lines.iter().filter(|v| v["status"]["status"] == "failed") {
+            let id = &failed["status"]["id"];
+            assert_eq!(last(id), Some(&json!("delivered")), "{id} stayed failed: {lines:?}");
+        }
+    }
+    // And the conversation goes on in the new session, both ways.
+    send_delivered(&mut alice, "bob", "settled");
+    received(&mut bob, "settled");
+    send_delivered(&mut bob, "alice", "settled too");
+    received(&mut alice, "settled too");
+}

@@ -1,0 +1,359 @@
+//! Sealed messages in the store: the Olm account, each conversation's sessions and the peer's
+//! signed keys, stepped and committed with the messages they seal or open, in one transaction
+//! (`specs/sealed.md` §7.1).
+//!
+//! Sealing and opening never change the kept state in place (`tincan-seal` works on copies):
+//! each operation reads the state, computes, and writes the state after the ratchet step in the
+//! same transaction as the outbox row or the log entries and seen ids. A crash before the
+//! commit leaves the old state, which opens (or seals) the same messages again; a crash after
+//! leaves everything together.
+
+use tincan_identity::PublicKey;
+use tincan_seal::{
+    Account, Contents, Envelope, Outgoing, SealError, Sessions, SignedOlmKeys, VerifiedKeys,
+};
+use tincan_wire::{MessageId, PeerIdBytes, Seq, UnixMillis, Username};
+
+use crate::ops::{self, Ctx, OutboxRow};
+use crate::rows::{self, get, put};
+use crate::tables::Table;
+use crate::{Contact, ConversationId, Incoming, LogEntry, Received, RequestLimits};
+use crate::{KeysUpdate, SealedReceipt, StoreError};
+
+/// The key of the Olm account in the Olm table; conversations' sessions are under their ids.
+pub(crate) const OLM_ACCOUNT: &[u8] = b"account";
+
+/// A byte string of the Olm table.
+fn get_blob(ctx: &Ctx<'_>, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    let value: Option<ciborium::Value> = get(ctx.keys, &*ctx.open(Table::Olm)?, Table::Olm, key)?;
+    match value {
+        None => Ok(None),
+        Some(ciborium::Value::Bytes(b)) => Ok(Some(b)),
+        Some(_) => Err(corrupted()),
+    }
+}
+
+fn put_blob(ctx: &Ctx<'_>, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+    put(ctx.keys, &mut *ctx.open(Table::Olm)?, Table::Olm, key, &ciborium::Value::Bytes(value))
+}
+
+fn corrupted() -> StoreError {
+    StoreError::Corrupted { table: Table::Olm.purpose() }
+}
+
+fn account(ctx: &Ctx<'_>) -> Result<Account, StoreError> {
+    let bytes = get_blob(ctx, OLM_ACCOUNT)?.ok_or(StoreError::NoOlmAccount)?;
+    Account::from_pickle(&bytes, &ctx.keys.pickle).map_err(|_| corrupted())
+}
+
+fn sessions(ctx: &Ctx<'_>, conv: &ConversationId, peer: PublicKey) -> Result<Sessions, StoreError> {
+    match get_blob(ctx, &conv.0)? {
+        None => Ok(Sessions::new(peer)),
+        Some(bytes) => {
+            let sessions =
+                Sessions::from_pickle(&bytes, &ctx.keys.pickle).map_err(|_| corrupted())?;
+            // Sessions kept under a conversation are its pinned peer's: a re-pinned key starts
+            // afresh.
+            Ok(if sessions.peer() == peer { sessions } else { Sessions::new(peer) })
+        }
+    }
+}
+
+/// The ed25519 key inside a pinned PeerId: every tincan PeerId embeds one.
+pub(crate) fn peer_key(peer: &PeerIdBytes) -> Result<PublicKey, StoreError> {
+    PublicKey::from_peer_id_bytes(peer.as_bytes()).ok_or(StoreError::NotSealable)
+}
+
+/// The contact's kept keys record, verified again against its pinned key (the record is kept
+/// only once verified; this guards against a re-pinned contact).
+fn their_keys(contact: &Contact, peer: &PublicKey) -> Option<VerifiedKeys> {
+    let record = SignedOlmKeys::decode(contact.olm_keys.as_deref()?).ok()?;
+    record.verify(peer).ok()
+}
+
+/// Keeps `account` unless one is kept already; returns the keys record of the one kept.
+pub(crate) fn init_account(ctx: &Ctx<'_>, account: Account) -> Result<Vec<u8>, StoreError> {
+    if get_blob(ctx, OLM_ACCOUNT)?.is_some() {
+        return Ok(self::account(ctx)?.keys().encode());
+    }
+    put_blob(ctx, OLM_ACCOUNT, account.pickle(&ctx.keys.pickle))?;
+    Ok(account.keys().encode())
+}
+
+/// Seals one message of `contact` with its sessions, writing the sessions after the ratchet
+/// step. `None` when there is no session yet and no keys of the peer to start one.
+fn seal(
+    ctx: &Ctx<'_>,
+    contact: &Contact,
+    from: &Username,
+    id: MessageId,
+    seq: Seq,
+    sent_at: UnixMillis,
+    text: tincan_wire::Text,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let peer = peer_key(&contact.peer_id)?;
+    let account = account(ctx)?;
+    let current = sessions(ctx, &contact.conversation, peer)?;
+    let theirs = if current.is_empty() { their_keys(contact, &peer) } else { None };
+    let message = Outgoing { id, seq, contents: Contents { from: from.clone(), sent_at, text } };
+    match current.seal(&account, theirs.as_ref(), message) {
+        Ok(sealed) => {
+            put_blob(ctx, &contact.conversation.0, sealed.sessions.pickle(&ctx.keys.pickle))?;
+            Ok(Some(sealed.envelope.encode()))
+        }
+        Err(SealError::NoKeys) => Ok(None),
+        Err(e) => Err(StoreError::Sealing(e.to_string())),
+    }
+}
+
+/// Seals a message being queued (`ops::enqueue`): its envelope, or `None` when the peer's
+/// keys are not known yet (it is sealed before its first send, by [`seal_queued`]).
+pub(crate) fn seal_new(
+    ctx: &Ctx<'_>,
+    contact: &Contact,
+    from: &Username,
+    entry: &LogEntry,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    seal(ctx, contact, from, entry.id, entry.seq, entry.sent_at, entry.text.clone())
+}
+
+/// The envelopes of the queued messages `seqs`, in order: the one each outbox row holds, or,
+/// for a row without one, sealed now and kept in the row. Never seals a message twice.
+/// Messages no longer queued are skipped. [`StoreError::NoPeerKeys`] when a message needs a
+/// new session and the peer's keys are not known; the ones sealed before it stay sealed.
+pub(crate) fn seal_queued(
+    ctx: &Ctx<'_>,
+    conv: ConversationId,
+    from: &Username,
+    seqs: &[Seq],
+) -> Result<Vec<(Seq, Vec<u8>)>, StoreError> {
+    let contact = ctx.contact(&conv)?;
+    let mut out = Vec::with_capacity(seqs.len());
+    for &seq in seqs {
+        let key = rows::outbox_key(&conv, seq);
+        let row: Option<OutboxRow> =
+            get(ctx.keys, &*ctx.open(Table::Outbox)?, Table::Outbox, &key)?;
+        let Some(mut row) = row else { continue };
+        if let Some(envelope) = row.envelope {
+            out.push((seq, envelope));
+            continue;
+        }
+        let log_key = rows::log_key(&conv, row.position);
+        let entry: LogEntry = get(ctx.keys, &*ctx.open(Table::Log)?, Table::Log, &log_key)?
+            .ok_or(StoreError::Corrupted { table: Table::Log.purpose() })?;
+        let Some(envelope) = seal_new(ctx, &contact, from, &entry)? else {
+            return Err(StoreError::NoPeerKeys);
+        };
+        row.envelope = Some(envelope.clone());
+        put(ctx.keys, &mut *ctx.open(Table::Outbox)?, Table::Outbox, &key, &row)?;
+        out.push((seq, envelope));
+    }
+    Ok(out)
+}
+
+/// Keeps the contact's keys record if it verifies against the pinned key and its serial is
+/// higher than the kept one's (`specs/sealed.md` §2.1).
+pub(crate) fn set_peer_keys(
+    ctx: &Ctx<'_>,
+    conv: ConversationId,
+    record: Vec<u8>,
+) -> Result<KeysUpdate, StoreError> {
+    let mut contact = ctx.contact(&conv)?;
+    let peer = peer_key(&contact.peer_id)?;
+    let verified = match SignedOlmKeys::decode(&record).and_then(|r| r.verify(&peer)) {
+        Ok(verified) => verified,
+        Err(e) => return Ok(KeysUpdate::Refused(e)),
+    };
+    Ok(keep_keys(ctx, &mut contact, &peer, verified))
+}
+
+fn keep_keys(
+    ctx: &Ctx<'_>,
+    contact: &mut Contact,
+    peer: &PublicKey,
+    verified: VerifiedKeys,
+) -> KeysUpdate {
+    let kept = their_keys(contact, peer).map(|k| k.keys().serial);
+    let serial = verified.keys().serial;
+    match kept {
+        Some(kept) if kept >= serial => KeysUpdate::Kept,
+        _ => {
+            contact.olm_keys = Some(verified.record().encode());
+            ctx.save(contact.clone());
+            KeysUpdate::Updated { serial }
+        }
+    }
+}
+
+/// Stores the sealed messages `envelopes` from `peer` (`specs/sealed.md` §7.1). Seen ids are
+/// acknowledged without opening; a blocked sender is refused without opening; a message
+/// request's quota counts each envelope's body. The others are opened in order, each on the
+/// state the previous one returned, and the sessions, the account, the sender's newer keys,
+/// the messages and their seen ids are written together. A stranger's first message makes a
+/// message request under the name sealed inside it (`max_requests` bounds them).
+pub(crate) fn receive_sealed(
+    ctx: &Ctx<'_>,
+    peer: PublicKey,
+    envelopes: Vec<Envelope>,
+    now: UnixMillis,
+    limits: RequestLimits,
+) -> Result<SealedReceipt, StoreError> {
+    let peer_bytes = PeerIdBytes::new(&peer.peer_id().to_bytes())
+        .map_err(|_| StoreError::Corrupted { table: Table::Peers.purpose() })?;
+    let mut account = account(ctx)?;
+    let found: Option<ConversationId> = get(
+        ctx.keys,
+        &*ctx.open(Table::Peers)?,
+        Table::Peers,
+        &rows::peer_key(ctx.keys, &peer_bytes),
+    )?;
+    let (mut contact, new_request) = match found {
+        Some(conv) => (ctx.contact(&conv)?, false),
+        None => {
+            // A stranger: its name is sealed inside. The first message is opened on a copy to
+            // learn it; nothing is kept of a stranger whose message does not open.
+            let claimed = match Sessions::new(peer).open(&account, &envelopes[0]) {
+                Ok(opened) => opened.contents.from,
+                Err(e) => {
+                    let outcomes = vec![Received::Unopened(e); envelopes.len()];
+                    return Ok(SealedReceipt::refused(outcomes));
+                }
+            };
+            let contact =
+                ops::add_request(ctx, peer_bytes.clone(), claimed, now, limits.max_requests)?;
+            (contact, true)
+        }
+    };
+    let conv = contact.conversation;
+    if contact.blocked {
+        let outcomes = vec![Received::Blocked; envelopes.len()];
+        return Ok(SealedReceipt {
+            contact: Some(contact),
+            new_request,
+            ..SealedReceipt::refused(outcomes)
+        });
+    }
+    let fresh = ops::unseen(ctx, &conv, envelopes.iter().map(|e| e.id))?;
+    let mut state = sessions(ctx, &conv, peer)?;
+    let (mut opened_any, mut account_changed, mut new_session) = (false, false, false);
+    let mut newest_keys: Option<VerifiedKeys> = None;
+    let mut outcomes = Vec::with_capacity(envelopes.len());
+    let mut stored = Vec::new();
+    // The quota as it will be once the messages accepted so far are stored.
+    let mut planned = contact.clone();
+    for (envelope, key) in envelopes.iter().zip(fresh) {
+        let Some(key) = key else {
+            outcomes.push(Received::Duplicate);
+            continue;
+        };
+        let size = envelope.body.len() as u64;
+        if !ops::within_quota(&planned, size, limits) {
+            outcomes.push(Received::OverQuota);
+            continue;
+        }
+        let opened = match state.open(&account, envelope) {
+            Ok(opened) => opened,
+            Err(e) => {
+                outcomes.push(Received::Unopened(e));
+                continue;
+            }
+        };
+        state = opened.sessions;
+        opened_any = true;
+        planned.log_len += 1;
+        planned.request_bytes += size;
+        new_session |= opened.new_session;
+        if let Some(next) = opened.account {
+            account = next;
+            account_changed = true;
+        }
+        if let Some(keys) = opened.sender_keys
+            && newest_keys.as_ref().is_none_or(|k| k.keys().serial < keys.keys().serial)
+        {
+            newest_keys = Some(keys);
+        }
+        let incoming = Incoming {
+            id: opened.id,
+            seq: opened.seq,
+            sent_at: opened.contents.sent_at,
+            from: opened.contents.from,
+            text: opened.contents.text,
+        };
+        stored.push((outcomes.len(), key, incoming, size));
+        outcomes.push(Received::Duplicate);
+    }
+    // Everything is decided: now the writes.
+    if opened_any {
+        put_blob(ctx, &conv.0, state.pickle(&ctx.keys.pickle))?;
+    }
+    if account_changed {
+        put_blob(ctx, OLM_ACCOUNT, account.pickle(&ctx.keys.pickle))?;
+    }
+    let keys = newest_keys.map(|k| keep_keys(ctx, &mut contact, &peer, k));
+    for (slot, key, incoming, size) in stored {
+        outcomes[slot] = ops::store_incoming(ctx, &mut contact, key, incoming, size, now)?;
+    }
+    ctx.save(contact.clone());
+    Ok(SealedReceipt { contact: Some(contact), new_request, new_session, keys, outcomes })
+}
+
+/// The refusal code of `no session` (`specs/wire.md` §5.1).
+const NO_SESSION: u64 = 11;
+
+/// The peer could not open our messages (it lost our session, `specs/sealed.md` §8): forgets
+/// the sessions and the peer's kept keys (fresh ones are asked for), takes the envelopes off
+/// every queued message, and queues again the messages refused for want of a session. They are
+/// all sealed again, in a new session, before their next send. Returns the ids of those queued
+/// again.
+pub(crate) fn restart_session(
+    ctx: &Ctx<'_>,
+    conv: ConversationId,
+) -> Result<Vec<MessageId>, StoreError> {
+    let mut contact = ctx.contact(&conv)?;
+    let (start, end) = rows::conv_range(&conv);
+    let queued: Vec<OutboxRow> = rows::scan(
+        ctx.keys,
+        &*ctx.open(Table::Outbox)?,
+        Table::Outbox,
+        &start[..]..&end[..],
+        usize::MAX,
+    )?;
+    drop_sessions(ctx, &conv)?;
+    contact.olm_keys = None;
+    ctx.save(contact);
+    {
+        let mut outbox = ctx.open(Table::Outbox)?;
+        for mut row in queued.into_iter().filter(|r| r.envelope.is_some()) {
+            row.envelope = None;
+            put(ctx.keys, &mut outbox, Table::Outbox, &rows::outbox_key(&conv, row.seq), &row)?;
+        }
+    }
+    ops::requeue_failed(ctx, conv, NO_SESSION)
+}
+
+/// Makes `from`'s sessions (if any, and if `from` is given) those of `to`, in place of
+/// `to`'s own.
+pub(crate) fn move_sessions(
+    ctx: &Ctx<'_>,
+    from: Option<ConversationId>,
+    to: ConversationId,
+) -> Result<(), StoreError> {
+    let moved = match from {
+        Some(from) => {
+            let blob = get_blob(ctx, &from.0)?;
+            drop_sessions(ctx, &from)?;
+            blob
+        }
+        None => None,
+    };
+    match moved {
+        Some(blob) => put_blob(ctx, &to.0, blob),
+        None => drop_sessions(ctx, &to),
+    }
+}
+
+/// Deletes the conversation's sessions: its next message starts a new one.
+pub(crate) fn drop_sessions(ctx: &Ctx<'_>, conv: &ConversationId) -> Result<(), StoreError> {
+    ctx.open(Table::Olm)?.remove(&conv.0[..]).map_err(StoreError::storage)?;
+    Ok(())
+}
