@@ -519,6 +519,20 @@ pub enum Notification {
         /// `unchecked`, `confirmed`, `other-key` or `unregistered`.
         claim: String,
     },
+    /// Something changed in how messages with a contact are sealed (`specs/sealed.md` §8).
+    Sealing {
+        /// The contact (for a request, the name it claims).
+        contact: String,
+        /// The conversation.
+        conversation: String,
+        /// `new-session` (the contact started a new secure session), `resealed` (the contact
+        /// could not open `messages` of ours: sealed again in a new session) or `keys-refused`
+        /// (the contact presented Olm keys its pinned identity did not sign).
+        change: String,
+        /// For `resealed`: how many messages.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        messages: Option<u64>,
+    },
     /// A contact ended the conversation.
     Ended {
         /// The contact.

@@ -183,6 +183,9 @@ async fn chat(
                 Event::Notice { conversation, notice: tincan_wire::Notice::Ended, .. } if conversation == conv => {
                     show(&format!("* {who} ended the conversation"));
                 }
+                Event::Sealing { conversation, change, .. } if conversation == conv => {
+                    show(&format!("* {who} {}", change.describe()));
+                }
                 Event::Storage(health) => match health {
                     tincan_store::Health::Ok => eprintln!("disk space is back: messages flow again."),
                     tincan_store::Health::DiskFull => eprintln!("disk full: messages wait. Nothing more is stored (or received) until you free space; nothing already stored is lost."),

@@ -14,7 +14,9 @@ use tincan_api::{Call, RpcError};
 
 use crate::names::{KEY_ID_LEN, base58, claim_name, key_id, nat};
 use tincan_identity::PublicKey;
-use tincan_node::{ContactError, DirectoryError, Event, Node, ResolveError, SendError};
+use tincan_node::{
+    ContactError, DirectoryError, Event, Node, ResolveError, SealingChange, SendError,
+};
 use tincan_store::{
     Claim, Contact, ContactKind, Direction, Health, LogEntry, Status, Store, StoreError,
 };
@@ -694,6 +696,20 @@ impl Service {
                 N::Ended {
                     contact: username.as_str().to_owned(),
                     conversation: conversation.to_string(),
+                }
+            }
+            Event::Sealing { conversation, username, change } => {
+                let (name, messages) = match change {
+                    SealingChange::NewSession => ("new-session", None),
+                    SealingChange::Resealed { messages } => ("resealed", Some(*messages as u64)),
+                    SealingChange::KeysRefused => ("keys-refused", None),
+                    _ => return None,
+                };
+                N::Sealing {
+                    contact: username.as_str().to_owned(),
+                    conversation: conversation.to_string(),
+                    change: name.to_owned(),
+                    messages,
                 }
             }
             Event::Nat(report) => N::Reachability(nat(report)),

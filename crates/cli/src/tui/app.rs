@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
-use tincan_node::{Event, Path};
+use tincan_node::{Event, Path, SealingChange};
 use tincan_store::{Claim, Contact, ContactKind, ConversationId, LogEntry};
 use tincan_wire::{PeerIdBytes, Username};
 
@@ -384,6 +384,14 @@ impl App {
             }
             Event::Notice { username, notice: tincan_wire::Notice::Ended, .. } => {
                 self.note(Level::Info, format!("{username} ended the conversation."));
+                None
+            }
+            Event::Sealing { username, change, .. } => {
+                let level = match change {
+                    SealingChange::KeysRefused => Level::Warning,
+                    _ => Level::Info,
+                };
+                self.note(level, format!("{username} {}.", change.describe()));
                 None
             }
             Event::Storage(health) => {

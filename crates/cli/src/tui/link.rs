@@ -6,7 +6,7 @@ use anyhow::Context;
 use libp2p_identity::PeerId;
 use tincan_api::{self as api, Call, Client, Notice, Notification};
 use tincan_daemon::names;
-use tincan_node::{Event, Path};
+use tincan_node::{Event, Path, SealingChange};
 use tincan_store::{Contact, ContactKind, ConversationId, Direction, LogEntry, Status};
 use tincan_wire::{MessageId, PeerIdBytes, Seq, Text, UnixMillis, Username};
 use tokio::sync::{broadcast, mpsc};
@@ -560,6 +560,21 @@ fn event(n: Notification) -> Option<anyhow::Result<Event>> {
                     peer_id: peer(&peer_id)?,
                     claimed: username(&claimed)?,
                     claim: names::claim_of(&c),
+                }
+            }
+            Notification::Sealing { contact, conversation: conv, change, messages } => {
+                let change = match change.as_str() {
+                    "new-session" => SealingChange::NewSession,
+                    "resealed" => SealingChange::Resealed {
+                        messages: usize::try_from(messages.unwrap_or(0)).unwrap_or(usize::MAX),
+                    },
+                    "keys-refused" => SealingChange::KeysRefused,
+                    _ => return Ok(None),
+                };
+                Event::Sealing {
+                    conversation: conversation(&conv)?,
+                    username: username(&contact)?,
+                    change,
                 }
             }
             Notification::Ended { contact, conversation: conv } => Event::Notice {
