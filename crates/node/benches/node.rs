@@ -42,7 +42,21 @@ fn main() {
         let raw_rate = raw_throughput(listen, THROUGHPUT_N, WINDOW);
         let (raw_p50, raw_p99) = raw_latency(listen, LATENCY_N);
         let (rate, p50, p99) =
-            runtime.block_on(node_throughput_and_latency(dir.path(), transport, listen));
+            runtime.block_on(node_throughput_and_latency(dir.path(), transport, listen, false));
+        let (plain_rate, plain_p50, plain_p99) =
+            runtime.block_on(node_throughput_and_latency(dir.path(), transport, listen, true));
+        rows.push(format!(
+            "| (s) sealed against plaintext (same build), delivered msgs/s, {transport} | {rate:.0} | {plain_rate:.0} (plaintext) | {:.2} |",
+            rate / plain_rate
+        ));
+        rows.push(format!(
+            "| (s) sealed against plaintext (same build), latency p50 / p99, {transport} | {} / {} | {} / {} (plaintext) | p50 +{:.2} ms |",
+            ms(p50),
+            ms(p99),
+            ms(plain_p50),
+            ms(plain_p99),
+            (p50.as_secs_f64() - plain_p50.as_secs_f64()) * 1000.0
+        ));
         rows.push(format!(
             "| (a) delivered msgs/s, {TEXT}-byte texts, {WINDOW} senders, {transport} | {rate:.0} | {raw_rate:.0} (raw, {WINDOW} in flight) | {:.2} |",
             rate / raw_rate
@@ -98,11 +112,17 @@ fn main() {
 }
 
 async fn node(dir: &std::path::Path, name: &str, listen: &str) -> Node {
+    node_with(dir, name, listen, false).await
+}
+
+/// A node; `plaintext`: without sealing, as before it (`Config::plaintext_for_benchmarks`).
+async fn node_with(dir: &std::path::Path, name: &str, listen: &str, plaintext: bool) -> Node {
     let store =
         Store::create(&dir.join(format!("{name}.redb")), &StoreRootKey::generate().unwrap())
             .unwrap();
     let mut config = Config::new(Username::new(name).unwrap());
     config.listen = vec![listen.parse().unwrap()];
+    config.plaintext_for_benchmarks = plaintext;
     Node::start(Identity::generate().unwrap(), store, config).await.unwrap()
 }
 
@@ -125,9 +145,11 @@ async fn node_throughput_and_latency(
     dir: &std::path::Path,
     transport: &str,
     listen: &str,
+    plaintext: bool,
 ) -> (f64, Duration, Duration) {
-    let alice = node(dir, &format!("alice{}", transport.to_lowercase()), listen).await;
-    let bob = node(dir, &format!("bob{}", transport.to_lowercase()), listen).await;
+    let tag = format!("{}{}", transport.to_lowercase(), if plaintext { "plain" } else { "" });
+    let alice = node_with(dir, &format!("alice{tag}"), listen, plaintext).await;
+    let bob = node_with(dir, &format!("bob{tag}"), listen, plaintext).await;
     let bob_name = bob.username().clone();
     alice.add_contact(&bob_name, bob.peer_id(), bob.listen_addrs()).await.unwrap();
     // bob knows alice: a stranger's messages would stop at the message-request quota.

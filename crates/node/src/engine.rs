@@ -20,11 +20,12 @@ use tincan_identity::{Identity, PublicKey};
 use tincan_phonebook_client::Found;
 use tincan_seal::{Envelope, OpenError};
 use tincan_store::{
-    Claim, ContactKind, ConversationId, KeysUpdate, Outcome as StoreOutcome, Received,
+    Claim, ContactKind, ConversationId, Incoming, KeysUpdate, Outcome as StoreOutcome, Received,
     SealedReceipt, StoreError,
 };
 use tincan_wire::{
-    Ack, Notice, Outcome, PeerIdBytes, Refusal, Request, Response, SealedBatch, Seq, Username,
+    Ack, Batch, ChatMessage, Notice, Outcome, PeerIdBytes, Refusal, Request, Response, SealedBatch,
+    Seq, Username,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -438,6 +439,32 @@ impl Engine {
     fn perform(&mut self, action: Action) {
         match action {
             Action::Load(conv) => self.spawn_load(conv),
+            Action::Send { token, conv, peer, addrs, messages }
+                if self.config.plaintext_for_benchmarks =>
+            {
+                let messages = messages
+                    .into_iter()
+                    .map(|q| ChatMessage {
+                        id: q.id,
+                        seq: q.seq,
+                        sent_at: q.sent_at,
+                        from: self.shared.username.clone(),
+                        to: peer_bytes(&peer),
+                        text: q.text,
+                    })
+                    .collect();
+                let Ok(batch) = Batch::new(messages) else {
+                    let jitter = rand::random::<f64>();
+                    return self.core.failed(token, Failure::Other, Instant::now(), jitter);
+                };
+                let request = self.swarm.behaviour_mut().chat.send_request_with_addresses(
+                    &peer,
+                    Inbound::Request(Request::Chat(batch)),
+                    addrs,
+                );
+                self.requests.insert(request, Pending::Chat(token));
+                tracing::trace!(%conv, "sent in plaintext, for a benchmark");
+            }
             Action::Send { token, conv, peer, addrs, messages } => {
                 let sealed: Option<Vec<Vec<u8>>> =
                     messages.iter().map(|q| q.envelope.clone()).collect();
@@ -734,6 +761,9 @@ impl Engine {
             }
             // Plaintext, from a version-1 peer: refused, so that its user sees that we accept
             // sealed messages only (`specs/wire.md` §4.5). Not a strike: it is an honest peer.
+            Inbound::Request(Request::Chat(batch)) if self.config.plaintext_for_benchmarks => {
+                return self.on_plaintext(peer, batch, channel, now);
+            }
             Inbound::Request(Request::Chat(_)) => {
                 tracing::info!(%peer, "refusing plaintext messages (wire version 1)");
                 let refused = Response::Refused(Refusal::UnsupportedVersion);
@@ -782,6 +812,32 @@ impl Engine {
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
             let (response, known) = receive(&shared, peer, envelopes).await;
+            if let Some(known) = known {
+                let _ = tx.send(Internal::Contact { peer, known }).await;
+            }
+            let _ = tx.send(Internal::Respond { peer, channel, response }).await;
+        });
+    }
+
+    /// A plaintext batch, accepted only under [`Config::plaintext_for_benchmarks`].
+    fn on_plaintext(
+        &mut self,
+        peer: PeerId,
+        batch: Batch,
+        channel: ResponseChannel<Response>,
+        now: Instant,
+    ) {
+        if self.guard.admit(peer, now) == Admit::RateLimited {
+            let refused = Response::Refused(Refusal::RateLimited);
+            let _ = self.swarm.behaviour_mut().chat.send_response(channel, refused);
+            return;
+        }
+        let shared = self.shared.clone();
+        let me = peer_bytes(&self.shared.peer_id);
+        let tx = self.internal_tx.clone();
+        let known = self.core.known(&peer).cloned();
+        tokio::spawn(async move {
+            let (response, known) = receive_plaintext(&shared, &me, peer, known, batch).await;
             if let Some(known) = known {
                 let _ = tx.send(Internal::Contact { peer, known }).await;
             }
@@ -1468,6 +1524,113 @@ fn refusal_for(error: &OpenError) -> Refusal {
     }
 }
 
+/// Stores an inbound plaintext batch and builds the answer (`specs/delivery.md` §2): the path
+/// before sealing, kept for [`Config::plaintext_for_benchmarks`] only. `known` is the
+/// engine's memory of the sender, if any. Returns the response, and what to remember of the
+/// sender if it is new.
+async fn receive_plaintext(
+    shared: &Arc<Shared>,
+    me: &PeerIdBytes,
+    peer: PeerId,
+    known: Option<Known>,
+    batch: Batch,
+) -> (Response, Option<Known>) {
+    let store = &shared.store;
+    let limits = shared.request_limits;
+    let messages = batch.into_messages();
+    let (known, new_request) = match known {
+        Some(known) => (known, false),
+        None => match sender(store, peer, &messages[0].from, limits.max_requests).await {
+            Ok(found) => found,
+            // As many strangers wait as the user allows: this one is told to come back later,
+            // and nothing of it is stored or remembered.
+            Err(StoreError::TooManyRequests) => {
+                tracing::info!(%peer, "refusing a new message request: too many wait already");
+                return (Response::Refused(Refusal::Quota), None);
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "reading or adding the sender failed");
+                return (Response::Refused(Refusal::Unavailable), None);
+            }
+        },
+    };
+    let conv = known.conv;
+    let mut acks: Vec<Ack> = Vec::with_capacity(messages.len());
+    let mut incoming = Vec::with_capacity(messages.len());
+    let mut slots = Vec::with_capacity(messages.len());
+    for (i, m) in messages.into_iter().enumerate() {
+        acks.push(Ack { id: m.id, outcome: Outcome::Stored });
+        if m.to != *me {
+            acks[i].outcome = Outcome::Refused(Refusal::WrongRecipient);
+            continue;
+        }
+        slots.push(i);
+        incoming.push(Incoming {
+            id: m.id,
+            seq: m.seq,
+            sent_at: m.sent_at,
+            from: m.from,
+            text: m.text,
+        });
+    }
+    let outcomes = match store.receive(conv, incoming, now(), limits).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "storing messages failed");
+            return (Response::Refused(Refusal::Unavailable), None);
+        }
+    };
+    for (slot, outcome) in slots.into_iter().zip(outcomes) {
+        match outcome {
+            Received::Stored(entry) => {
+                let _ = shared.events.send(Event::Received {
+                    conversation: conv,
+                    username: known.username.clone(),
+                    entry: *entry,
+                    request: known.request,
+                });
+            }
+            Received::Duplicate => {}
+            Received::Blocked => acks[slot].outcome = Outcome::Refused(Refusal::Blocked),
+            Received::OverQuota => acks[slot].outcome = Outcome::Refused(Refusal::Quota),
+            // Plaintext is never opened.
+            Received::Unopened(_) => acks[slot].outcome = Outcome::Refused(Refusal::BadSeal),
+        }
+    }
+    if new_request {
+        let _ = shared.events.send(Event::Request {
+            conversation: conv,
+            peer_id: peer,
+            claimed: known.username.clone(),
+            claim: Claim::Unchecked,
+        });
+        let shared = shared.clone();
+        let claimed = known.username.clone();
+        tokio::spawn(async move { check_claim(&shared, conv, peer, claimed).await });
+    }
+    (Response::Acks(acks), Some(known))
+}
+
+/// The sender's contact, or a new message request if it is unknown (claiming `claimed`).
+async fn sender(
+    store: &tincan_store::Store,
+    peer: PeerId,
+    claimed: &Username,
+    max_requests: usize,
+) -> Result<(Known, bool), StoreError> {
+    let peer_b = peer_bytes(&peer);
+    let (contact, new) = match store.contact_by_peer(&peer_b).await? {
+        Some(contact) => (contact, false),
+        None => (store.add_request(peer_b, claimed.clone(), now(), max_requests).await?, true),
+    };
+    let known = Known {
+        conv: contact.conversation,
+        username: contact.username,
+        request: contact.kind == ContactKind::Request,
+        blocked: contact.blocked,
+    };
+    Ok((known, new))
+}
 /// Asks the phonebooks whether `claimed` belongs to `peer`, records the answer with the
 /// request and reports it. Answers are cached per name for a while, and few checks run at once:
 /// strangers must not turn into a storm of lookups.

@@ -21,6 +21,8 @@ pub(crate) struct Shared {
     pub(crate) username: Username,
     /// Our signed Olm keys record (`specs/sealed.md` §2), for peers that ask.
     pub(crate) olm_keys: Vec<u8>,
+    /// [`Config::plaintext_for_benchmarks`].
+    pub(crate) plaintext: bool,
     pub(crate) store: Store,
     pub(crate) directory: crate::Directory,
     pub(crate) request_limits: RequestLimits,
@@ -72,6 +74,7 @@ impl Node {
             public_key: identity.public_key(),
             username: config.username.clone(),
             olm_keys,
+            plaintext: config.plaintext_for_benchmarks,
             store,
             directory: crate::Directory::new(config.phonebooks.clone()),
             request_limits: config.request_limits,
@@ -151,7 +154,11 @@ impl Node {
         let at = now();
         let store = &self.shared.store;
         let from = self.shared.username.clone();
-        let queued = store.enqueue_sealed(contact.conversation, from, text.clone(), at).await?;
+        let queued = if self.shared.plaintext {
+            store.enqueue(contact.conversation, text.clone(), at).await?
+        } else {
+            store.enqueue_sealed(contact.conversation, from, text.clone(), at).await?
+        };
         let item = crate::delivery::Queued {
             seq: queued.seq,
             id: queued.id,

@@ -37,6 +37,11 @@ pub struct Config {
     pub request_limits: RequestLimits,
     /// How we stay reachable behind NAT: the phonebook's relay and AutoNAT probes.
     pub nat: NatConfig,
+    /// **Benchmarks only; tincan never sets it.** Sends and accepts plaintext messages (wire
+    /// version 1, kind 1) instead of sealed ones, so that a benchmark can measure what sealing
+    /// costs against the same build. A node with it off, the default, refuses plaintext.
+    #[doc(hidden)]
+    pub plaintext_for_benchmarks: bool,
 }
 
 /// How a node stays reachable behind NAT.
@@ -161,6 +166,7 @@ impl Config {
             limits: Limits::default(),
             request_limits: RequestLimits::default(),
             nat: NatConfig::default(),
+            plaintext_for_benchmarks: false,
         }
     }
 }

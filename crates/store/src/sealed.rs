@@ -80,29 +80,45 @@ pub(crate) fn init_account(ctx: &Ctx<'_>, account: Account) -> Result<Vec<u8>, S
     Ok(account.keys().encode())
 }
 
-/// Seals one message of `contact` with its sessions, writing the sessions after the ratchet
-/// step. `None` when there is no session yet and no keys of the peer to start one.
-fn seal(
-    ctx: &Ctx<'_>,
-    contact: &Contact,
-    from: &Username,
-    id: MessageId,
-    seq: Seq,
-    sent_at: UnixMillis,
-    text: tincan_wire::Text,
-) -> Result<Option<Vec<u8>>, StoreError> {
-    let peer = peer_key(&contact.peer_id)?;
-    let account = account(ctx)?;
-    let current = sessions(ctx, &contact.conversation, peer)?;
-    let theirs = if current.is_empty() { their_keys(contact, &peer) } else { None };
-    let message = Outgoing { id, seq, contents: Contents { from: from.clone(), sent_at, text } };
-    match current.seal(&account, theirs.as_ref(), message) {
-        Ok(sealed) => {
-            put_blob(ctx, &contact.conversation.0, sealed.sessions.pickle(&ctx.keys.pickle))?;
-            Ok(Some(sealed.envelope.encode()))
+/// What sealing for one contact works on: the account and the sessions, read once.
+struct Sealer {
+    account: Account,
+    sessions: Sessions,
+    theirs: Option<VerifiedKeys>,
+    changed: bool,
+}
+
+impl Sealer {
+    fn new(ctx: &Ctx<'_>, contact: &Contact) -> Result<Sealer, StoreError> {
+        let peer = peer_key(&contact.peer_id)?;
+        let sessions = sessions(ctx, &contact.conversation, peer)?;
+        let theirs = if sessions.is_empty() { their_keys(contact, &peer) } else { None };
+        Ok(Sealer { account: account(ctx)?, sessions, theirs, changed: false })
+    }
+
+    /// Seals `entry`, claiming `from`; `None` when there is no session yet and no keys of the
+    /// peer to start one.
+    fn seal(&mut self, from: &Username, entry: &LogEntry) -> Result<Option<Vec<u8>>, StoreError> {
+        let contents =
+            Contents { from: from.clone(), sent_at: entry.sent_at, text: entry.text.clone() };
+        let message = Outgoing { id: entry.id, seq: entry.seq, contents };
+        match self.sessions.seal(&self.account, self.theirs.as_ref(), message) {
+            Ok(sealed) => {
+                self.sessions = sealed.sessions;
+                self.changed = true;
+                Ok(Some(sealed.envelope.encode()))
+            }
+            Err(SealError::NoKeys) => Ok(None),
+            Err(e) => Err(StoreError::Sealing(e.to_string())),
         }
-        Err(SealError::NoKeys) => Ok(None),
-        Err(e) => Err(StoreError::Sealing(e.to_string())),
+    }
+
+    /// Writes the sessions after the ratchet steps, if any.
+    fn finish(self, ctx: &Ctx<'_>, conv: &ConversationId) -> Result<(), StoreError> {
+        if self.changed {
+            put_blob(ctx, &conv.0, self.sessions.pickle(&ctx.keys.pickle))?;
+        }
+        Ok(())
     }
 }
 
@@ -114,7 +130,10 @@ pub(crate) fn seal_new(
     from: &Username,
     entry: &LogEntry,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    seal(ctx, contact, from, entry.id, entry.seq, entry.sent_at, entry.text.clone())
+    let mut sealer = Sealer::new(ctx, contact)?;
+    let envelope = sealer.seal(from, entry)?;
+    sealer.finish(ctx, &contact.conversation)?;
+    Ok(envelope)
 }
 
 /// The envelopes of the queued messages `seqs`, in order: the one each outbox row holds, or,
@@ -128,7 +147,9 @@ pub(crate) fn seal_queued(
     seqs: &[Seq],
 ) -> Result<Vec<(Seq, Vec<u8>)>, StoreError> {
     let contact = ctx.contact(&conv)?;
+    let mut sealer: Option<Sealer> = None;
     let mut out = Vec::with_capacity(seqs.len());
+    let mut missing_keys = false;
     for &seq in seqs {
         let key = rows::outbox_key(&conv, seq);
         let row: Option<OutboxRow> =
@@ -141,12 +162,23 @@ pub(crate) fn seal_queued(
         let log_key = rows::log_key(&conv, row.position);
         let entry: LogEntry = get(ctx.keys, &*ctx.open(Table::Log)?, Table::Log, &log_key)?
             .ok_or(StoreError::Corrupted { table: Table::Log.purpose() })?;
-        let Some(envelope) = seal_new(ctx, &contact, from, &entry)? else {
-            return Err(StoreError::NoPeerKeys);
+        let sealer = match &mut sealer {
+            Some(sealer) => sealer,
+            None => sealer.insert(Sealer::new(ctx, &contact)?),
+        };
+        let Some(envelope) = sealer.seal(from, &entry)? else {
+            missing_keys = true;
+            break;
         };
         row.envelope = Some(envelope.clone());
         put(ctx.keys, &mut *ctx.open(Table::Outbox)?, Table::Outbox, &key, &row)?;
         out.push((seq, envelope));
+    }
+    if let Some(sealer) = sealer {
+        sealer.finish(ctx, &conv)?;
+    }
+    if missing_keys {
+        return Err(StoreError::NoPeerKeys);
     }
     Ok(out)
 }
