@@ -555,12 +555,17 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if has_body && announced.is_some_and(|n| n > app.config.limits.max_body_bytes as u64) {
-        let response = ApiError::new(
+        let mut response = ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body-too-large",
             "the body is over the size limit",
         )
         .into_response();
+        // The body stays unread, so the connection closes after this answer; saying so keeps
+        // a pooling client from sending its next request into the closing socket.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
         app.metrics.request(route, response.status().as_u16());
         app.metrics.rejection("body-too-large");
         return response;
