@@ -106,6 +106,10 @@ impl fmt::Debug for StoreRootKey {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PublicKey(VerifyingKey);
 
+/// How the binary PeerId of an ed25519 key starts: multihash code 0 (identity), length 36,
+/// then the protobuf fields `1: KeyType = 1 (Ed25519)` and `2: bytes(32)`.
+const PEER_ID_PREFIX: [u8; 6] = [0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+
 impl PublicKey {
     /// Parses 32 bytes. Fails if they are not a valid curve point.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<PublicKey, SignatureError> {
@@ -114,19 +118,24 @@ impl PublicKey {
 
     /// The key inside `peer_id`, if the PeerId embeds an ed25519 key (all tincan PeerIds do).
     pub fn from_peer_id(peer_id: &PeerId) -> Option<PublicKey> {
-        let multihash = peer_id.as_ref();
-        // Code 0 is the identity multihash: the digest is the protobuf-encoded public key.
-        if multihash.code() != 0 {
-            return None;
-        }
-        let key = libp2p_identity::PublicKey::try_decode_protobuf(multihash.digest()).ok()?;
-        let bytes = key.try_into_ed25519().ok()?.to_bytes();
-        PublicKey::from_bytes(&bytes).ok()
+        PublicKey::from_peer_id_bytes(&peer_id.to_bytes())
     }
 
-    /// The key inside a PeerId in its binary form, if it parses and embeds an ed25519 key.
+    /// The key inside a PeerId in its binary form, if it is the one libp2p makes for an
+    /// ed25519 key ([`PublicKey::peer_id_bytes`]).
     pub fn from_peer_id_bytes(bytes: &[u8]) -> Option<PublicKey> {
-        PublicKey::from_peer_id(&PeerId::from_bytes(bytes).ok()?)
+        let key = bytes.strip_prefix(&PEER_ID_PREFIX)?;
+        PublicKey::from_bytes(key.try_into().ok()?).ok()
+    }
+
+    /// The PeerId of this key in its binary form, made without parsing the key again (which
+    /// costs a point decompression): the identity multihash (code 0, 36 bytes) of the
+    /// protobuf-encoded public key (field 1, key type 1 = ed25519; field 2, 32 bytes).
+    pub fn peer_id_bytes(&self) -> [u8; 38] {
+        let mut out = [0; 38];
+        out[..6].copy_from_slice(&PEER_ID_PREFIX);
+        out[6..].copy_from_slice(self.0.as_bytes());
+        out
     }
 
     /// The 32 bytes.
@@ -136,9 +145,7 @@ impl PublicKey {
 
     /// The libp2p PeerId for this key.
     pub fn peer_id(&self) -> PeerId {
-        let key = libp2p_identity::ed25519::PublicKey::try_from_bytes(self.0.as_bytes())
-            .expect("a valid ed25519 key stays valid across libraries");
-        libp2p_identity::PublicKey::from(key).to_peer_id()
+        PeerId::from_bytes(&self.peer_id_bytes()).expect("an identity multihash parses")
     }
 
     /// Checks `signature` over `message`, rejecting non-canonical and weak-key signatures.
@@ -185,6 +192,19 @@ mod tests {
         let id = Identity::generate().unwrap();
         assert_eq!(id.libp2p_keypair().public().to_peer_id(), id.peer_id());
         assert_eq!(PublicKey::from_peer_id(&id.peer_id()), Some(id.public_key()));
+        for _ in 0..64 {
+            let id = Identity::generate().unwrap();
+            let theirs = id.libp2p_keypair().public().to_peer_id().to_bytes();
+            assert_eq!(id.public_key().peer_id_bytes()[..], theirs[..]);
+            assert_eq!(PublicKey::from_peer_id_bytes(&theirs), Some(id.public_key()));
+        }
+        // Not an ed25519 PeerId: random identity-multihash bytes, a cut one, a byte more.
+        let mut other = [0x00, 0x20].to_vec();
+        other.extend_from_slice(&[7; 32]);
+        assert_eq!(PublicKey::from_peer_id(&PeerId::from_bytes(&other).unwrap()), None);
+        let bytes = id.public_key().peer_id_bytes();
+        assert_eq!(PublicKey::from_peer_id_bytes(&bytes[..37]), None);
+        assert_eq!(PublicKey::from_peer_id_bytes(&[&bytes[..], &[0]].concat()), None);
     }
 
     #[test]

@@ -89,6 +89,10 @@ fn seal_open(c: &mut Criterion) {
             Sessions::from_pickle(&pair.alice_sessions.pickle(&key), &key).expect("unpickles")
         })
     });
+    group.bench_function("account unpickle", |bench| {
+        let pickle = pair.alice.pickle(&key);
+        bench.iter(|| Account::from_pickle(&pickle, &key).expect("unpickles"))
+    });
     group.finish();
 }
 

@@ -280,6 +280,10 @@ pub struct Opened {
 pub struct Sessions {
     peer: PublicKey,
     entries: Vec<Entry>,
+    /// The peer's keys record last verified against `peer`, kept in memory only: every
+    /// pre-key message of a session carries the same record, and one verification serves
+    /// them all (a signature does not expire; `peer` does not change).
+    verified: Option<VerifiedKeys>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -294,7 +298,7 @@ impl std::fmt::Debug for Sessions {
 impl Sessions {
     /// No session yet with `peer`, the identity pinned for the conversation.
     pub fn new(peer: PublicKey) -> Sessions {
-        Sessions { peer, entries: Vec::new() }
+        Sessions { peer, entries: Vec::new(), verified: None }
     }
 
     /// The peer's pinned identity.
@@ -320,11 +324,15 @@ impl Sessions {
     /// Sessions holding one session imported from libolm, for the interoperability vectors.
     #[cfg(test)]
     pub(crate) fn from_libolm(peer: PublicKey, session: vodozemac::olm::Session) -> Sessions {
-        Sessions { peer, entries: vec![Entry { session, ratchets: Vec::new() }] }
+        Sessions { peer, entries: vec![Entry { session, ratchets: Vec::new() }], verified: None }
     }
 
     fn copy(&self) -> Sessions {
-        Sessions { peer: self.peer, entries: self.entries.iter().map(Entry::copy).collect() }
+        Sessions {
+            peer: self.peer,
+            entries: self.entries.iter().map(Entry::copy).collect(),
+            verified: self.verified.clone(),
+        }
     }
 
     fn bring_forward(&mut self, index: usize) {
@@ -429,7 +437,10 @@ impl Sessions {
         }
         let sender_keys = match (&message, &inner.sender_keys) {
             (OlmMessage::PreKey(pre), Some(keys)) => {
-                let verified = keys.verify(&self.peer).map_err(OpenError::KeysNotSigned)?;
+                let verified = match &self.verified {
+                    Some(verified) if verified.record() == keys => verified.clone(),
+                    _ => keys.verify(&self.peer).map_err(OpenError::KeysNotSigned)?,
+                };
                 if verified.keys().curve25519 != pre.identity_key().to_bytes() {
                     return Err(OpenError::IdentityKeyMismatch);
                 }
@@ -439,6 +450,9 @@ impl Sessions {
         };
         let new_session = new_account.is_some();
         next.bring_forward(index);
+        if let Some(verified) = &sender_keys {
+            next.verified = Some(verified.clone());
+        }
         Ok(Opened {
             id: inner.id,
             seq: inner.seq,
@@ -514,7 +528,7 @@ impl Sessions {
             entries.push(Entry { session: vodozemac::olm::Session::from_pickle(pickle), ratchets });
         }
         r.finish()?;
-        Ok(Sessions { peer, entries })
+        Ok(Sessions { peer, entries, verified: None })
     }
 }
 
@@ -544,7 +558,7 @@ fn kind_number(kind: OlmKind) -> usize {
 }
 
 fn peer_id_bytes(key: &PublicKey) -> PeerIdBytes {
-    PeerIdBytes::new(&key.peer_id().to_bytes()).expect("an ed25519 PeerId is 38 bytes")
+    PeerIdBytes::new(&key.peer_id_bytes()).expect("an ed25519 PeerId is 38 bytes")
 }
 
 /// Why a message could not be sealed.
