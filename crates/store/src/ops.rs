@@ -47,6 +47,12 @@ pub(crate) type TableMut<'c, 'a> = RefMut<'c, Handle<'a>>;
 pub(crate) struct Ctx<'a> {
     txn: &'a WriteTransaction,
     pub(crate) keys: &'a Keys,
+    /// The writer's unpickled Olm state, checked against the bytes this transaction reads.
+    pub(crate) olm: &'a crate::sealed::OlmCache,
+    /// Sessions changed in this batch (`None`: deleted), written once by [`Ctx::flush`]:
+    /// messages queued together for one peer step its sessions many times.
+    pub(crate) sessions:
+        RefCell<BTreeMap<ConversationId, Option<std::rc::Rc<tincan_seal::Sessions>>>>,
     tables: [RefCell<Option<Handle<'a>>>; Table::ALL.len()],
     /// Contacts read or changed in this batch; `None` for a contact deleted in it.
     contacts: RefCell<BTreeMap<ConversationId, Option<Contact>>>,
@@ -54,10 +60,16 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub(crate) fn new(txn: &'a WriteTransaction, keys: &'a Keys) -> Ctx<'a> {
+    pub(crate) fn new(
+        txn: &'a WriteTransaction,
+        keys: &'a Keys,
+        olm: &'a crate::sealed::OlmCache,
+    ) -> Ctx<'a> {
         Ctx {
             txn,
             keys,
+            olm,
+            sessions: RefCell::default(),
             tables: Default::default(),
             contacts: RefCell::default(),
             dirty: RefCell::default(),
@@ -86,6 +98,16 @@ impl<'a> Ctx<'a> {
 
     pub(crate) fn contact(&self, conv: &ConversationId) -> Result<Contact, StoreError> {
         self.find_contact(conv)?.ok_or(StoreError::NoSuchConversation)
+    }
+
+    /// Every row of the conversation `conv` in `table` (the log or the outbox), in order.
+    pub(crate) fn conversation_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        conv: &ConversationId,
+    ) -> Result<Vec<T>, StoreError> {
+        let (start, end) = rows::conv_range(conv);
+        rows::scan(self.keys, &*self.open(table)?, table, &start[..]..&end[..], usize::MAX)
     }
 
     /// Message requests waiting for the user, as this batch leaves them. Blocked ones store
@@ -124,6 +146,7 @@ impl<'a> Ctx<'a> {
 
     /// Writes the contacts this batch changed. Runs once, after every operation of the batch.
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        crate::sealed::flush_sessions(self)?;
         let mut table = self.open(Table::Contacts)?;
         let contacts = self.contacts.borrow();
         for conv in self.dirty.borrow().iter() {
@@ -367,26 +390,12 @@ pub(crate) fn trust_pending(
             if request.kind != ContactKind::Request {
                 return Err(StoreError::PeerTaken);
             }
-            let (start, end) = rows::conv_range(&other);
-            let entries: Vec<LogEntry> = rows::scan(
-                ctx.keys,
-                &*ctx.open(Table::Log)?,
-                Table::Log,
-                &start[..]..&end[..],
-                usize::MAX,
-            )?;
+            let entries: Vec<LogEntry> = ctx.conversation_rows(Table::Log, &other)?;
             Some((request, entries))
         }
         _ => None,
     };
-    let (start, end) = rows::conv_range(&conv);
-    let queued: Vec<OutboxRow> = rows::scan(
-        ctx.keys,
-        &*ctx.open(Table::Outbox)?,
-        Table::Outbox,
-        &start[..]..&end[..],
-        usize::MAX,
-    )?;
+    let queued: Vec<OutboxRow> = ctx.conversation_rows(Table::Outbox, &conv)?;
     let mut queued_entries = Vec::with_capacity(queued.len());
     {
         let log = ctx.open(Table::Log)?;
@@ -733,21 +742,8 @@ pub(crate) fn delete_conversation(
     conv: ConversationId,
 ) -> Result<Deleted, StoreError> {
     let mut contact = ctx.contact(&conv)?;
-    let (start, end) = rows::conv_range(&conv);
-    let entries: Vec<LogEntry> = rows::scan(
-        ctx.keys,
-        &*ctx.open(Table::Log)?,
-        Table::Log,
-        &start[..]..&end[..],
-        usize::MAX,
-    )?;
-    let queued: Vec<OutboxRow> = rows::scan(
-        ctx.keys,
-        &*ctx.open(Table::Outbox)?,
-        Table::Outbox,
-        &start[..]..&end[..],
-        usize::MAX,
-    )?;
+    let entries: Vec<LogEntry> = ctx.conversation_rows(Table::Log, &conv)?;
+    let queued: Vec<OutboxRow> = ctx.conversation_rows(Table::Outbox, &conv)?;
     {
         let mut log = ctx.open(Table::Log)?;
         let mut ids = ctx.open(Table::Ids)?;
@@ -761,8 +757,8 @@ pub(crate) fn delete_conversation(
         for row in &queued {
             remove(&mut outbox, &rows::outbox_key(&conv, row.seq))?;
         }
-        remove(&mut *ctx.open(Table::Olm)?, &conv.0)?;
     }
+    crate::sealed::drop_sessions(ctx, &conv)?;
     if contact.blocked {
         contact.log_len = 0;
         contact.unread = 0;
@@ -785,34 +781,28 @@ const BLOCKED: u64 = 6;
 /// same sequence number, status queued. The recipient stored none of them, so nothing is
 /// shown twice; it shows them as late arrivals if later messages got through meanwhile.
 pub(crate) fn requeue_refused(ctx: &Ctx<'_>, conv: ConversationId) -> Result<usize, StoreError> {
-    requeue_failed(ctx, conv, BLOCKED).map(|ids| ids.len())
+    requeue_failed(ctx, conv, BLOCKED).map(|requeued| requeued.len())
 }
 
 /// Puts the messages that failed with refusal `code` back in the outbox, as
-/// [`requeue_refused`] does for blocked ones. Returns their ids.
+/// [`requeue_refused`] does for blocked ones. Returns their sequence numbers and ids.
 pub(crate) fn requeue_failed(
     ctx: &Ctx<'_>,
     conv: ConversationId,
     code: u64,
-) -> Result<Vec<MessageId>, StoreError> {
+) -> Result<Vec<(Seq, MessageId)>, StoreError> {
     let contact = ctx.contact(&conv)?;
     if contact.kind == ContactKind::Request {
         return Err(StoreError::NotAContact);
     }
-    let (start, end) = rows::conv_range(&conv);
-    let refused: Vec<LogEntry> = rows::scan::<LogEntry>(
-        ctx.keys,
-        &*ctx.open(Table::Log)?,
-        Table::Log,
-        &start[..]..&end[..],
-        usize::MAX,
-    )?
-    .into_iter()
-    .filter(|e| {
-        e.direction == Direction::Outgoing
-            && matches!(e.status, Status::Failed { code: c, .. } if c == code)
-    })
-    .collect();
+    let refused: Vec<LogEntry> = ctx
+        .conversation_rows::<LogEntry>(Table::Log, &conv)?
+        .into_iter()
+        .filter(|e| {
+            e.direction == Direction::Outgoing
+                && matches!(e.status, Status::Failed { code: c, .. } if c == code)
+        })
+        .collect();
     let mut log = ctx.open(Table::Log)?;
     let mut outbox = ctx.open(Table::Outbox)?;
     for mut entry in refused.iter().cloned() {
@@ -830,7 +820,7 @@ pub(crate) fn requeue_failed(
         entry.status = Status::Queued;
         put(ctx.keys, &mut log, Table::Log, &rows::log_key(&conv, entry.position), &entry)?;
     }
-    Ok(refused.iter().map(|e| e.id).collect())
+    Ok(refused.iter().map(|e| (e.seq, e.id)).collect())
 }
 
 /// Sets a setting.

@@ -8,6 +8,10 @@
 //! commit leaves the old state, which opens (or seals) the same messages again; a crash after
 //! leaves everything together.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use tincan_identity::PublicKey;
 use tincan_seal::{
     Account, Contents, Envelope, Outgoing, SealError, Sessions, SignedOlmKeys, VerifiedKeys,
@@ -22,6 +26,49 @@ use crate::{KeysUpdate, SealedReceipt, StoreError};
 
 /// The key of the Olm account in the Olm table; conversations' sessions are under their ids.
 pub(crate) const OLM_ACCOUNT: &[u8] = b"account";
+
+/// How many conversations' sessions [`OlmCache`] keeps unpickled (a few KiB each).
+const CACHED_SESSIONS: usize = 256;
+
+/// The Olm state the writer last read or wrote, unpickled, beside the bytes it was read from
+/// or written as. Unpickling derives public keys (an account costs more than sealing a
+/// message), and every queued message needs the account and its conversation's sessions.
+/// An entry serves only a transaction that reads exactly its bytes, so a transaction that did
+/// not commit, or a write made elsewhere, leaves nothing stale: the next read misses and
+/// unpickles. It lives on the writer thread, for the store's lifetime; vodozemac zeroizes
+/// the keys it drops.
+#[derive(Default)]
+pub(crate) struct OlmCache {
+    account: RefCell<Option<Cached<Account>>>,
+    sessions: RefCell<HashMap<ConversationId, Cached<Sessions>>>,
+}
+
+/// Unpickled state, beside the pickle it was read from or written as.
+type Cached<T> = (Vec<u8>, Rc<T>);
+
+impl OlmCache {
+    fn account(&self, bytes: &[u8]) -> Option<Rc<Account>> {
+        let cached = self.account.borrow();
+        cached.as_ref().filter(|(kept, _)| kept[..] == *bytes).map(|(_, a)| a.clone())
+    }
+
+    fn keep_account(&self, bytes: Vec<u8>, account: Rc<Account>) {
+        *self.account.borrow_mut() = Some((bytes, account));
+    }
+
+    fn sessions(&self, conv: &ConversationId, bytes: &[u8]) -> Option<Rc<Sessions>> {
+        let cached = self.sessions.borrow();
+        cached.get(conv).filter(|(kept, _)| kept[..] == *bytes).map(|(_, s)| s.clone())
+    }
+
+    fn keep_sessions(&self, conv: ConversationId, bytes: Vec<u8>, sessions: Rc<Sessions>) {
+        let mut cached = self.sessions.borrow_mut();
+        if cached.len() >= CACHED_SESSIONS && !cached.contains_key(&conv) {
+            cached.clear();
+        }
+        cached.insert(conv, (bytes, sessions));
+    }
+}
 
 /// A byte string of the Olm table.
 fn get_blob(ctx: &Ctx<'_>, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -41,22 +88,75 @@ fn corrupted() -> StoreError {
     StoreError::Corrupted { table: Table::Olm.purpose() }
 }
 
-fn account(ctx: &Ctx<'_>) -> Result<Account, StoreError> {
+fn account(ctx: &Ctx<'_>) -> Result<Rc<Account>, StoreError> {
     let bytes = get_blob(ctx, OLM_ACCOUNT)?.ok_or(StoreError::NoOlmAccount)?;
-    Account::from_pickle(&bytes, &ctx.keys.pickle).map_err(|_| corrupted())
+    if let Some(account) = ctx.olm.account(&bytes) {
+        return Ok(account);
+    }
+    let account = Rc::new(Account::from_pickle(&bytes, &ctx.keys.pickle).map_err(|_| corrupted())?);
+    ctx.olm.keep_account(bytes, account.clone());
+    Ok(account)
 }
 
-fn sessions(ctx: &Ctx<'_>, conv: &ConversationId, peer: PublicKey) -> Result<Sessions, StoreError> {
-    match get_blob(ctx, &conv.0)? {
-        None => Ok(Sessions::new(peer)),
-        Some(bytes) => {
-            let sessions =
-                Sessions::from_pickle(&bytes, &ctx.keys.pickle).map_err(|_| corrupted())?;
-            // Sessions kept under a conversation are its pinned peer's: a re-pinned key starts
-            // afresh.
-            Ok(if sessions.peer() == peer { sessions } else { Sessions::new(peer) })
+fn put_account(ctx: &Ctx<'_>, account: Rc<Account>) -> Result<(), StoreError> {
+    let bytes = account.pickle(&ctx.keys.pickle);
+    put_blob(ctx, OLM_ACCOUNT, bytes.clone())?;
+    ctx.olm.keep_account(bytes, account);
+    Ok(())
+}
+
+/// The conversation's sessions as this batch leaves them so far: changed earlier in it, or
+/// kept.
+fn current_sessions(
+    ctx: &Ctx<'_>,
+    conv: &ConversationId,
+) -> Result<Option<Rc<Sessions>>, StoreError> {
+    if let Some(pending) = ctx.sessions.borrow().get(conv) {
+        return Ok(pending.clone());
+    }
+    let Some(bytes) = get_blob(ctx, &conv.0)? else { return Ok(None) };
+    if let Some(sessions) = ctx.olm.sessions(conv, &bytes) {
+        return Ok(Some(sessions));
+    }
+    let sessions =
+        Rc::new(Sessions::from_pickle(&bytes, &ctx.keys.pickle).map_err(|_| corrupted())?);
+    ctx.olm.keep_sessions(*conv, bytes, sessions.clone());
+    Ok(Some(sessions))
+}
+
+fn sessions(
+    ctx: &Ctx<'_>,
+    conv: &ConversationId,
+    peer: PublicKey,
+) -> Result<Rc<Sessions>, StoreError> {
+    // Sessions kept under a conversation are its pinned peer's: a re-pinned key starts afresh.
+    Ok(current_sessions(ctx, conv)?
+        .filter(|s| s.peer() == peer)
+        .unwrap_or_else(|| Rc::new(Sessions::new(peer))))
+}
+
+/// Makes `sessions` the conversation's, written when the batch is (`flush_sessions`).
+fn put_sessions(ctx: &Ctx<'_>, conv: &ConversationId, sessions: Option<Rc<Sessions>>) {
+    ctx.sessions.borrow_mut().insert(*conv, sessions);
+}
+
+/// Writes the sessions changed in this batch, each once: pickled, kept in the cache beside
+/// the bytes written.
+pub(crate) fn flush_sessions(ctx: &Ctx<'_>) -> Result<(), StoreError> {
+    let pending = std::mem::take(&mut *ctx.sessions.borrow_mut());
+    for (conv, sessions) in pending {
+        match sessions {
+            Some(sessions) => {
+                let bytes = sessions.pickle(&ctx.keys.pickle);
+                put_blob(ctx, &conv.0, bytes.clone())?;
+                ctx.olm.keep_sessions(conv, bytes, sessions);
+            }
+            None => {
+                ctx.open(Table::Olm)?.remove(&conv.0[..]).map_err(StoreError::storage)?;
+            }
         }
     }
+    Ok(())
 }
 
 /// The ed25519 key inside a pinned PeerId: every tincan PeerId embeds one.
@@ -76,22 +176,30 @@ pub(crate) fn init_account(ctx: &Ctx<'_>, account: Account) -> Result<Vec<u8>, S
     if get_blob(ctx, OLM_ACCOUNT)?.is_some() {
         return Ok(self::account(ctx)?.keys().encode());
     }
-    put_blob(ctx, OLM_ACCOUNT, account.pickle(&ctx.keys.pickle))?;
-    Ok(account.keys().encode())
+    let record = account.keys().encode();
+    put_account(ctx, Rc::new(account))?;
+    Ok(record)
 }
 
 /// What sealing for one contact works on: the account and the sessions, read once.
 struct Sealer {
-    account: Account,
-    sessions: Sessions,
+    account: Rc<Account>,
+    sessions: Rc<Sessions>,
     theirs: Option<VerifiedKeys>,
     changed: bool,
 }
 
 impl Sealer {
     fn new(ctx: &Ctx<'_>, contact: &Contact) -> Result<Sealer, StoreError> {
-        let peer = peer_key(&contact.peer_id)?;
-        let sessions = sessions(ctx, &contact.conversation, peer)?;
+        let conv = &contact.conversation;
+        let current = current_sessions(ctx, conv)?;
+        // The pinned key, parsed again only when the sessions are not already its own (a
+        // parse costs a point decompression, as much as a third of sealing a message).
+        let sessions = match current {
+            Some(s) if s.peer().peer_id_bytes()[..] == *contact.peer_id.as_bytes() => s,
+            _ => sessions(ctx, conv, peer_key(&contact.peer_id)?)?,
+        };
+        let peer = sessions.peer();
         let theirs = if sessions.is_empty() { their_keys(contact, &peer) } else { None };
         Ok(Sealer { account: account(ctx)?, sessions, theirs, changed: false })
     }
@@ -104,7 +212,7 @@ impl Sealer {
         let message = Outgoing { id: entry.id, seq: entry.seq, contents };
         match self.sessions.seal(&self.account, self.theirs.as_ref(), message) {
             Ok(sealed) => {
-                self.sessions = sealed.sessions;
+                self.sessions = Rc::new(sealed.sessions);
                 self.changed = true;
                 Ok(Some(sealed.envelope.encode()))
             }
@@ -116,20 +224,31 @@ impl Sealer {
     /// Writes the sessions after the ratchet steps, if any.
     fn finish(self, ctx: &Ctx<'_>, conv: &ConversationId) -> Result<(), StoreError> {
         if self.changed {
-            put_blob(ctx, &conv.0, self.sessions.pickle(&ctx.keys.pickle))?;
+            put_sessions(ctx, conv, Some(self.sessions));
         }
         Ok(())
     }
 }
 
 /// Seals a message being queued (`ops::enqueue`): its envelope, or `None` when the peer's
-/// keys are not known yet (it is sealed before its first send, by [`seal_queued`]).
+/// keys are not known yet, or when the message queued before it is not sealed yet (it is
+/// sealed before its first send, by [`seal_queued`]). Either way the ratchet's chain follows
+/// the sequence numbers: unsealed queued messages always come after the sealed ones, so a
+/// recipient opening in order never skips more message keys than Olm keeps.
 pub(crate) fn seal_new(
     ctx: &Ctx<'_>,
     contact: &Contact,
     from: &Username,
     entry: &LogEntry,
 ) -> Result<Option<Vec<u8>>, StoreError> {
+    if let Some(before) = entry.seq.get().checked_sub(1).and_then(|s| Seq::new(s).ok()) {
+        let key = rows::outbox_key(&contact.conversation, before);
+        let row: Option<OutboxRow> =
+            get(ctx.keys, &*ctx.open(Table::Outbox)?, Table::Outbox, &key)?;
+        if row.is_some_and(|r| r.envelope.is_none()) {
+            return Ok(None);
+        }
+    }
     let mut sealer = Sealer::new(ctx, contact)?;
     let envelope = sealer.seal(from, entry)?;
     sealer.finish(ctx, &contact.conversation)?;
@@ -137,26 +256,34 @@ pub(crate) fn seal_new(
 }
 
 /// The envelopes of the queued messages `seqs`, in order: the one each outbox row holds, or,
-/// for a row without one, sealed now and kept in the row. Never seals a message twice.
-/// Messages no longer queued are skipped. [`StoreError::NoPeerKeys`] when a message needs a
-/// new session and the peer's keys are not known; the ones sealed before it stay sealed.
+/// for a row without one, sealed now and kept in the row. Never seals a message twice, and
+/// seals in sequence order: every unsealed message queued before the last of `seqs` is sealed
+/// too, lowest first (see [`seal_new`]). Messages no longer queued are skipped.
+/// [`StoreError::NoPeerKeys`] when a message needs a new session and the peer's keys are not
+/// known; the ones sealed before it stay sealed.
 pub(crate) fn seal_queued(
     ctx: &Ctx<'_>,
     conv: ConversationId,
     from: &Username,
     seqs: &[Seq],
 ) -> Result<Vec<(Seq, Vec<u8>)>, StoreError> {
+    let Some(last) = seqs.iter().max() else { return Ok(Vec::new()) };
     let contact = ctx.contact(&conv)?;
+    let (start, _) = rows::conv_range(&conv);
+    let end = rows::conv_key(&conv, last.get().saturating_add(1));
+    let queued: Vec<OutboxRow> = rows::scan(
+        ctx.keys,
+        &*ctx.open(Table::Outbox)?,
+        Table::Outbox,
+        &start[..]..&end[..],
+        usize::MAX,
+    )?;
     let mut sealer: Option<Sealer> = None;
-    let mut out = Vec::with_capacity(seqs.len());
+    let mut envelopes = HashMap::with_capacity(queued.len());
     let mut missing_keys = false;
-    for &seq in seqs {
-        let key = rows::outbox_key(&conv, seq);
-        let row: Option<OutboxRow> =
-            get(ctx.keys, &*ctx.open(Table::Outbox)?, Table::Outbox, &key)?;
-        let Some(mut row) = row else { continue };
+    for mut row in queued {
         if let Some(envelope) = row.envelope {
-            out.push((seq, envelope));
+            envelopes.insert(row.seq, envelope);
             continue;
         }
         let log_key = rows::log_key(&conv, row.position);
@@ -171,8 +298,9 @@ pub(crate) fn seal_queued(
             break;
         };
         row.envelope = Some(envelope.clone());
+        let key = rows::outbox_key(&conv, row.seq);
         put(ctx.keys, &mut *ctx.open(Table::Outbox)?, Table::Outbox, &key, &row)?;
-        out.push((seq, envelope));
+        envelopes.insert(row.seq, envelope);
     }
     if let Some(sealer) = sealer {
         sealer.finish(ctx, &conv)?;
@@ -180,7 +308,7 @@ pub(crate) fn seal_queued(
     if missing_keys {
         return Err(StoreError::NoPeerKeys);
     }
-    Ok(out)
+    Ok(seqs.iter().filter_map(|seq| envelopes.remove(seq).map(|e| (*seq, e))).collect())
 }
 
 /// Keeps the contact's keys record if it verifies against the pinned key and its serial is
@@ -239,18 +367,23 @@ pub(crate) fn receive_sealed(
         Table::Peers,
         &rows::peer_key(ctx.keys, &peer_bytes),
     )?;
+    // A stranger's first message, opened to learn the name sealed inside it.
+    let mut first: Option<tincan_seal::Opened> = None;
     let (mut contact, new_request) = match found {
         Some(conv) => (ctx.contact(&conv)?, false),
         None => {
-            // A stranger: its name is sealed inside. The first message is opened on a copy to
-            // learn it; nothing is kept of a stranger whose message does not open.
-            let claimed = match Sessions::new(peer).open(&account, &envelopes[0]) {
-                Ok(opened) => opened.contents.from,
+            // A stranger has no sessions yet, so its first message opens as it will in the loop
+            // below, which takes this result; nothing is kept of a stranger whose message does
+            // not open.
+            let opened = match Sessions::new(peer).open(&account, &envelopes[0]) {
+                Ok(opened) => opened,
                 Err(e) => {
                     let outcomes = vec![Received::Unopened(e); envelopes.len()];
                     return Ok(SealedReceipt::refused(outcomes));
                 }
             };
+            let claimed = opened.contents.from.clone();
+            first = Some(opened);
             let contact =
                 ops::add_request(ctx, peer_bytes.clone(), claimed, now, limits.max_requests)?;
             (contact, true)
@@ -273,7 +406,7 @@ pub(crate) fn receive_sealed(
     let mut stored = Vec::new();
     // The quota as it will be once the messages accepted so far are stored.
     let mut planned = contact.clone();
-    for (envelope, key) in envelopes.iter().zip(fresh) {
+    for (i, (envelope, key)) in envelopes.iter().zip(fresh).enumerate() {
         let Some(key) = key else {
             outcomes.push(Received::Duplicate);
             continue;
@@ -283,20 +416,24 @@ pub(crate) fn receive_sealed(
             outcomes.push(Received::OverQuota);
             continue;
         }
-        let opened = match state.open(&account, envelope) {
+        let opened = match first
+            .take()
+            .filter(|_| i == 0)
+            .map_or_else(|| state.open(&account, envelope), Ok)
+        {
             Ok(opened) => opened,
             Err(e) => {
                 outcomes.push(Received::Unopened(e));
                 continue;
             }
         };
-        state = opened.sessions;
+        state = Rc::new(opened.sessions);
         opened_any = true;
         planned.log_len += 1;
         planned.request_bytes += size;
         new_session |= opened.new_session;
         if let Some(next) = opened.account {
-            account = next;
+            account = Rc::new(next);
             account_changed = true;
         }
         if let Some(keys) = opened.sender_keys
@@ -316,10 +453,10 @@ pub(crate) fn receive_sealed(
     }
     // Everything is decided: now the writes.
     if opened_any {
-        put_blob(ctx, &conv.0, state.pickle(&ctx.keys.pickle))?;
+        put_sessions(ctx, &conv, Some(state));
     }
     if account_changed {
-        put_blob(ctx, OLM_ACCOUNT, account.pickle(&ctx.keys.pickle))?;
+        put_account(ctx, account)?;
     }
     let keys = newest_keys.map(|k| keep_keys(ctx, &mut contact, &peer, k));
     for (slot, key, incoming, size) in stored {
@@ -335,21 +472,14 @@ const NO_SESSION: u64 = 11;
 /// The peer could not open our messages (it lost our session, `specs/sealed.md` §8): forgets
 /// the sessions and the peer's kept keys (fresh ones are asked for), takes the envelopes off
 /// every queued message, and queues again the messages refused for want of a session. They are
-/// all sealed again, in a new session, before their next send. Returns the ids of those queued
-/// again.
+/// all sealed again, in a new session, before their next send. Returns the sequence numbers
+/// and ids of those queued again.
 pub(crate) fn restart_session(
     ctx: &Ctx<'_>,
     conv: ConversationId,
-) -> Result<Vec<MessageId>, StoreError> {
+) -> Result<Vec<(Seq, MessageId)>, StoreError> {
     let mut contact = ctx.contact(&conv)?;
-    let (start, end) = rows::conv_range(&conv);
-    let queued: Vec<OutboxRow> = rows::scan(
-        ctx.keys,
-        &*ctx.open(Table::Outbox)?,
-        Table::Outbox,
-        &start[..]..&end[..],
-        usize::MAX,
-    )?;
+    let queued: Vec<OutboxRow> = ctx.conversation_rows(Table::Outbox, &conv)?;
     drop_sessions(ctx, &conv)?;
     contact.olm_keys = None;
     ctx.save(contact);
@@ -372,20 +502,55 @@ pub(crate) fn move_sessions(
 ) -> Result<(), StoreError> {
     let moved = match from {
         Some(from) => {
-            let blob = get_blob(ctx, &from.0)?;
+            let sessions = current_sessions(ctx, &from)?;
             drop_sessions(ctx, &from)?;
-            blob
+            sessions
         }
         None => None,
     };
-    match moved {
-        Some(blob) => put_blob(ctx, &to.0, blob),
-        None => drop_sessions(ctx, &to),
-    }
+    put_sessions(ctx, &to, moved);
+    Ok(())
 }
 
 /// Deletes the conversation's sessions: its next message starts a new one.
 pub(crate) fn drop_sessions(ctx: &Ctx<'_>, conv: &ConversationId) -> Result<(), StoreError> {
-    ctx.open(Table::Olm)?.remove(&conv.0[..]).map_err(StoreError::storage)?;
+    put_sessions(ctx, conv, None);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+    use super::*;
+    use tincan_identity::Identity;
+
+    /// What a transaction that did not commit cached is never served: only the exact bytes
+    /// read get the unpickled state, and the sessions kept stay bounded.
+    #[test]
+    fn the_cache_serves_only_the_bytes_it_was_given() {
+        let cache = OlmCache::default();
+        let identity = Identity::generate().unwrap();
+        let account = Rc::new(Account::generate(&identity));
+        cache.keep_account(b"written".to_vec(), account.clone());
+        assert!(Rc::ptr_eq(&cache.account(b"written").unwrap(), &account));
+        assert!(cache.account(b"committed before").is_none());
+        assert!(cache.account(b"writte").is_none());
+
+        let peer = Identity::generate().unwrap().public_key();
+        let conv = |n: usize| {
+            let mut id = [0; 16];
+            id[..8].copy_from_slice(&(n as u64).to_be_bytes());
+            ConversationId(id)
+        };
+        cache.keep_sessions(conv(0), b"s0".to_vec(), Rc::new(Sessions::new(peer)));
+        assert!(cache.sessions(&conv(0), b"s0").is_some());
+        assert!(cache.sessions(&conv(0), b"s1").is_none());
+        assert!(cache.sessions(&conv(1), b"s0").is_none(), "another conversation's bytes");
+        for n in 1..CACHED_SESSIONS * 2 {
+            cache.keep_sessions(conv(n), n.to_be_bytes().to_vec(), Rc::new(Sessions::new(peer)));
+            assert!(cache.sessions.borrow().len() <= CACHED_SESSIONS);
+        }
+        let last = CACHED_SESSIONS * 2 - 1;
+        assert!(cache.sessions(&conv(last), &last.to_be_bytes()).is_some());
+    }
 }

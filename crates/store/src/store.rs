@@ -624,7 +624,29 @@ impl Store {
         from: Username,
         seqs: Vec<Seq>,
     ) -> Result<Vec<(Seq, Vec<u8>)>, StoreError> {
-        self.write(move |ctx| sealed::seal_queued(ctx, conv, &from, &seqs)).await
+        // Usually every message was sealed when it was queued: then a read serves, without a
+        // commit in the way of the send.
+        let wanted = seqs.clone();
+        let sealed = self
+            .read(move |txn, keys| {
+                let outbox = open(txn, Table::Outbox)?;
+                let mut out = Vec::with_capacity(wanted.len());
+                for seq in wanted {
+                    let row: Option<OutboxRow> =
+                        get(keys, &outbox, Table::Outbox, &rows::outbox_key(&conv, seq))?;
+                    match row.map(|r| r.envelope) {
+                        None => {}
+                        Some(Some(envelope)) => out.push((seq, envelope)),
+                        Some(None) => return Ok(None),
+                    }
+                }
+                Ok(Some(out))
+            })
+            .await?;
+        match sealed {
+            Some(sealed) => Ok(sealed),
+            None => self.write(move |ctx| sealed::seal_queued(ctx, conv, &from, &seqs)).await,
+        }
     }
 
     /// Keeps `account` as this profile's Olm account, unless one is kept already. Returns the
@@ -665,11 +687,12 @@ impl Store {
     /// The peer could not open our messages for want of a session (`specs/sealed.md` §8):
     /// forgets the sessions and the peer's kept keys, takes the envelopes off the queued
     /// messages and queues again those refused as `no session`, all to be sealed again in a new
-    /// session before their next send. Returns the ids of those queued again.
+    /// session before their next send. Returns the sequence numbers and ids of those queued
+    /// again.
     pub async fn restart_session(
         &self,
         conv: ConversationId,
-    ) -> Result<Vec<MessageId>, StoreError> {
+    ) -> Result<Vec<(Seq, MessageId)>, StoreError> {
         self.write(move |ctx| sealed::restart_session(ctx, conv)).await
     }
 
@@ -705,6 +728,16 @@ impl Store {
     /// The Olm account, if one was kept.
     pub async fn olm_account(&self) -> Result<Option<Vec<u8>>, StoreError> {
         self.olm_blob(sealed::OLM_ACCOUNT.to_vec()).await
+    }
+
+    /// The signed keys record of the Olm account, if one was kept
+    /// ([`Store::init_olm_account`] keeps the first).
+    pub async fn olm_keys(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(pickle) = self.olm_account().await? else { return Ok(None) };
+        let keys = self.inner.keys.clone();
+        let account = Account::from_pickle(&pickle, &keys.pickle)
+            .map_err(|_| StoreError::Corrupted { table: Table::Olm.purpose() })?;
+        Ok(Some(account.keys().encode()))
     }
 
     /// A conversation's Olm sessions, if it has any.
@@ -1153,6 +1186,8 @@ fn writer_loop(
     writes: &AtomicU64,
 ) {
     let mut batch = Vec::with_capacity(options.max_batch);
+    // The Olm state last read or written, unpickled: it lives on this thread only.
+    let olm = sealed::OlmCache::default();
     let mut stopping = false;
     let mut next_probe = Instant::now();
     // redb refuses every read and write after an I/O error until the database is reopened.
@@ -1204,7 +1239,7 @@ fn writer_loop(
             }
             continue;
         }
-        match commit_batch(cell, keys, &mut batch, options.durability, (commits, writes)) {
+        match commit_batch(cell, (keys, &olm), &mut batch, options.durability, (commits, writes)) {
             Ok(()) => {}
             // `health()` says it (`commit_batch` did, before answering). The file is reopened at
             // once, so that reads go on; from now on the store looks for room.
@@ -1290,7 +1325,7 @@ fn disk_full(e: &redb::StorageError) -> bool {
 /// commit's result: nobody hears "done" before the commit that holds their write.
 fn commit_batch(
     cell: &Cell,
-    keys: &Keys,
+    (keys, olm): (&Keys, &sealed::OlmCache),
     batch: &mut Vec<Job>,
     durability: Durability,
     (commits, writes): (&AtomicU64, &AtomicU64),
@@ -1316,7 +1351,7 @@ fn commit_batch(
     let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
     let mut panicked = false;
     let flushed = {
-        let ctx = Ctx::new(&txn, keys);
+        let ctx = Ctx::new(&txn, keys, olm);
         for job in batch.drain(..) {
             // A bug in one operation must not take the writer down with every caller's write:
             // the batch is abandoned and everyone in it gets an error.
