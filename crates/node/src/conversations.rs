@@ -61,6 +61,9 @@ pub struct Loaded {
     pub entries: Vec<Queued>,
     /// Whether the outbox holds more than `entries`.
     pub more: bool,
+    /// Every message up to this sequence number was queued before `entries` were read: those
+    /// not among them are settled.
+    pub last_seq: u64,
 }
 
 /// How a request ended, when it was answered.
@@ -277,6 +280,24 @@ impl Conversations {
         self.load(conv);
     }
 
+    /// The store queued `seqs` of `conv` again (sealed again in a new session): they load
+    /// and go at once; nothing else is forgotten ([`Outgoing::requeued`]).
+    pub fn requeued(&mut self, conv: ConversationId, seqs: &[Seq], now: Instant) {
+        if let Some(c) = self.convs.get_mut(&conv) {
+            c.out.requeued(seqs, now);
+        }
+        self.load(conv);
+    }
+
+    /// Messages of the request `token` that the store no longer holds
+    /// ([`Outgoing::vanished`]).
+    pub fn vanished(&mut self, token: Token, seqs: &[Seq]) {
+        let Some(conv) = self.requests.get(&token) else { return };
+        if let Some(c) = self.convs.get_mut(conv) {
+            c.out.vanished(token, seqs);
+        }
+    }
+
     /// What [`Action::Load`] read.
     pub fn loaded(&mut self, conv: ConversationId, loaded: Loaded, now: Instant) {
         let peer = loaded.peer;
@@ -305,6 +326,7 @@ impl Conversations {
         c.rejected = loaded.rejected;
         merge_addrs(&mut c.addrs, loaded.addrs);
         c.out.load(loaded.entries);
+        c.out.known_through(loaded.last_seq);
         c.out.load(self.stash.remove(&conv).unwrap_or_default());
         c.out.more_in_store = loaded.more;
         let hold = c.pending.is_some().then_some(Hold::KeyChanged);
@@ -579,8 +601,10 @@ impl Conversations {
         let Some(c) = self.convs.get_mut(&conv) else { return };
         if !c.out.ready(now) {
             // Drained the in-memory queue while the store has more: fetch them. Messages just
-            // settled but not yet committed as such are skipped by the queue itself.
-            if c.out.queued() == 0 && c.out.more_in_store && !c.loading {
+            // settled but not yet committed as such are skipped by the queue itself. Messages
+            // behind an unannounced one wait for it, or for what the store says.
+            let drained = c.out.queued() == 0 && c.out.more_in_store;
+            if (drained || c.out.gap()) && !c.loading {
                 self.load(conv);
             }
             return;
@@ -722,6 +746,7 @@ mod tests {
             rejected: Vec::new(),
             entries,
             more: false,
+            last_seq: 0,
         }
     }
 

@@ -58,6 +58,9 @@ struct InFlight<R> {
     items: Vec<(Seq, MessageId)>,
 }
 
+/// Announced sequence numbers kept above a gap ([`Outgoing::note`]).
+const MAX_AHEAD: usize = 4096;
+
 /// The outgoing side of one conversation. `R` identifies a request in flight.
 pub struct Outgoing<R> {
     queue: VecDeque<Queued>,
@@ -66,6 +69,13 @@ pub struct Outgoing<R> {
     settled: BTreeSet<Seq>,
     /// Whether the store holds queued messages beyond `queue`.
     pub more_in_store: bool,
+    /// Every message up to this sequence number is known here (queued, in flight or settled).
+    /// Nothing above it is sent: announcements of queued messages race one another, and a
+    /// message sent ahead of one still unannounced reaches the recipient out of order, which
+    /// a sealed session tolerates only so far (Olm keeps 40 skipped message keys).
+    known_through: u64,
+    /// Sequence numbers announced above a gap, waiting for it to fill. Bounded.
+    ahead: BTreeSet<u64>,
     in_flight: Option<InFlight<R>>,
     failures: u32,
     not_before: Instant,
@@ -79,6 +89,8 @@ impl<R: PartialEq + Copy> Outgoing<R> {
             queue: VecDeque::new(),
             settled: BTreeSet::new(),
             more_in_store: false,
+            known_through: 0,
+            ahead: BTreeSet::new(),
             in_flight: None,
             failures: 0,
             not_before: now,
@@ -90,6 +102,7 @@ impl<R: PartialEq + Copy> Outgoing<R> {
     /// queued or in flight. Messages may arrive out of order (two sends racing).
     pub fn load(&mut self, entries: impl IntoIterator<Item = Queued>) {
         for entry in entries {
+            self.note(entry.seq.get());
             let flying = self
                 .in_flight
                 .as_ref()
@@ -103,15 +116,77 @@ impl<R: PartialEq + Copy> Outgoing<R> {
         }
     }
 
+    /// Every message up to `seq` was queued before the store was read: those not loaded are
+    /// settled.
+    pub fn known_through(&mut self, seq: u64) {
+        if seq > self.known_through {
+            self.known_through = seq;
+            self.ahead.retain(|s| *s > seq);
+            self.absorb();
+        }
+    }
+
+    /// Whether messages wait behind a sequence number not announced yet: a load from the
+    /// store fills the gap if the announcement is slow.
+    pub fn gap(&self) -> bool {
+        self.queue.front().is_some_and(|q| q.seq.get() > self.known_through)
+    }
+
+    fn note(&mut self, seq: u64) {
+        if seq == self.known_through + 1 {
+            self.known_through = seq;
+            self.absorb();
+        } else if seq > self.known_through {
+            if self.ahead.len() == MAX_AHEAD {
+                // The store says what the gap holds: `gap()` asks for a load.
+                self.ahead.pop_first();
+            }
+            self.ahead.insert(seq);
+        }
+    }
+
+    fn absorb(&mut self) {
+        while self.ahead.first() == Some(&(self.known_through + 1)) {
+            self.ahead.pop_first();
+            self.known_through += 1;
+        }
+    }
+
     /// Forgets everything queued (the outbox was renumbered, for example) so it can be
     /// reloaded. A request in flight is abandoned: its answer will be ignored.
     pub fn reset(&mut self, now: Instant) {
         self.queue.clear();
         self.settled.clear();
+        self.known_through = 0;
+        self.ahead.clear();
         self.in_flight = None;
         self.more_in_store = true;
         self.failures = 0;
         self.not_before = now;
+    }
+
+    /// The store queued `seqs` again (settled as failed before): they may load again, and go
+    /// at once. Unlike [`Outgoing::reset`], what was settled otherwise stays settled, so a load
+    /// that read the outbox before an acknowledgement was committed brings nothing back, and
+    /// the request in flight keeps its answer.
+    pub fn requeued(&mut self, seqs: &[Seq], now: Instant) {
+        for seq in seqs {
+            self.settled.remove(seq);
+        }
+        self.more_in_store = true;
+        self.failures = 0;
+        self.not_before = now;
+    }
+
+    /// Messages of the request in flight that the store no longer holds (settled by an answer
+    /// committed after they were loaded): taken out of it and remembered as settled, never
+    /// sent.
+    pub fn vanished(&mut self, request: R, seqs: &[Seq]) {
+        if let Some(flight) = self.in_flight.as_mut().filter(|f| f.request == request) {
+            flight.items.retain(|(seq, _)| !seqs.contains(seq));
+        }
+        self.settled.extend(seqs.iter().copied());
+        self.queue.retain(|q| !seqs.contains(&q.seq));
     }
 
     /// Messages waiting, not counting the one in flight.
@@ -143,6 +218,7 @@ impl<R: PartialEq + Copy> Outgoing<R> {
         self.in_flight.is_none()
             && self.hold.is_none()
             && !self.queue.is_empty()
+            && !self.gap()
             && now >= self.not_before
     }
 
@@ -154,7 +230,8 @@ impl<R: PartialEq + Copy> Outgoing<R> {
 
     /// The next batch, in sequence order: at most [`MAX_BATCH`] messages.
     pub fn batch(&self) -> Vec<Queued> {
-        self.queue.iter().take(MAX_BATCH).cloned().collect()
+        let known = |q: &&Queued| q.seq.get() <= self.known_through;
+        self.queue.iter().take_while(known).take(MAX_BATCH).cloned().collect()
     }
 
     /// Records that `batch` went out as request `request`. Returns the messages sent for the
@@ -324,6 +401,61 @@ pub(crate) mod tests {
         out.load([q(120), q(115)]);
         let seqs: Vec<u64> = out.batch().iter().map(|q| q.seq.get()).collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// The node benchmark hung here: a new session requeued a refused message while the
+    /// answer to the next batch was being committed; the reload that followed read the outbox
+    /// before that commit, brought the delivered messages back, and the store, which no longer
+    /// held them, had nothing to send, forever.
+    #[test]
+    fn a_requeue_brings_back_only_what_was_requeued_and_vanished_messages_are_dropped() {
+        let t0 = Instant::now();
+        let mut out = Outgoing::<u32>::new(t0);
+        out.load((1..=4).map(q));
+        out.sent(1, &out.batch());
+        let refused = Outcome::Refused(Refusal::NoSession);
+        let acks = [ack(1, Outcome::Stored), ack(2, Outcome::Stored), ack(3, refused)];
+        let settled = out.answered(1, &acks, t0, 0.5);
+        assert_eq!(settled.failed.len(), 1);
+        // 4 was not mentioned: it stays queued. The store requeues 3; the load read the outbox
+        // before 1 and 2 were committed as delivered.
+        out.requeued(&[Seq::new(3).unwrap()], t0);
+        out.load((1..=4).map(q));
+        let seqs: Vec<u64> = out.batch().iter().map(|q| q.seq.get()).collect();
+        assert_eq!(seqs, [3, 4]);
+        assert!(out.ready(t0), "requeued messages go at once");
+        // Sent; the store then says 4 is gone: it is dropped, and the answer settles 3 alone.
+        out.sent(2, &out.batch());
+        out.vanished(2, &[Seq::new(4).unwrap()]);
+        let settled = out.answered(2, &[ack(3, Outcome::Stored)], t0, 0.5);
+        assert_eq!(settled.delivered.len(), 1);
+        assert!(settled.retry.is_empty(), "{:?}", settled.retry);
+        out.load([q(4)]);
+        assert_eq!(out.queued(), 0, "a vanished message does not load again");
+    }
+
+    /// Sends race to announce what they queued: seq 5 may be announced before 4. Sent first,
+    /// 5 would reach a sealed session ahead of 4 (the node benchmark's 64 concurrent senders
+    /// put messages 48 ahead, past the 40 skipped keys Olm keeps, and the recipient refused
+    /// the rest as replayed). Nothing goes past a sequence number not yet known.
+    #[test]
+    fn nothing_is_sent_past_a_message_not_yet_announced() {
+        let t0 = Instant::now();
+        let mut out = Outgoing::<u32>::new(t0);
+        out.load((1..=3).map(q));
+        out.load([q(5), q(7)]);
+        let seqs = |b: Vec<Queued>| b.iter().map(|q| q.seq.get()).collect::<Vec<_>>();
+        assert_eq!(seqs(out.batch()), [1, 2, 3]);
+        out.sent(1, &out.batch());
+        let acks: Vec<_> = (1..=3).map(|s| ack(s, Outcome::Stored)).collect();
+        out.answered(1, &acks, t0, 0.5);
+        assert!(out.gap() && !out.ready(t0), "5 waits for 4");
+        out.load([q(4)]);
+        assert!(!out.gap());
+        assert_eq!(seqs(out.batch()), [4, 5]);
+        // The store's word fills a gap whose announcement is late: 6 was settled already.
+        out.known_through(6);
+        assert_eq!(seqs(out.batch()), [4, 5, 7]);
     }
 
     #[test]

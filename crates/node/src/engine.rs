@@ -60,6 +60,8 @@ pub(crate) enum Command {
     Queued(ConversationId, Queued),
     /// The conversation's contact or outbox changed: reload it.
     Reload(ConversationId),
+    /// These messages were queued again (sealed again in a new session): load them.
+    Requeued(ConversationId, Vec<Seq>),
     /// Publish our record now (a phonebook came back).
     Publish,
     /// The conversation was deleted: forget it.
@@ -359,6 +361,10 @@ impl Engine {
                         self.core.reload(conv, Instant::now());
                         self.drive();
                     }
+                    Some(Command::Requeued(conv, seqs)) => {
+                        self.core.requeued(conv, &seqs, Instant::now());
+                        self.drive();
+                    }
                     Some(Command::Publish) => self.next_register = Some(Instant::now()),
                     Some(Command::Forget(conv)) => self.core.forget(conv),
                     Some(Command::Notice { peer, addrs, notice }) => {
@@ -584,9 +590,30 @@ impl Engine {
     fn on_prepared(&mut self, batch: Prepare, result: Result<Vec<(Seq, Vec<u8>)>, StoreError>) {
         let now = Instant::now();
         match result {
-            Ok(sealed) if !sealed.is_empty() => {
-                let envelopes = sealed.into_iter().map(|(_, e)| e).collect();
-                self.send_sealed(batch.token, batch.peer, batch.addrs, envelopes);
+            Ok(sealed) => {
+                // Messages the store no longer holds were settled by an answer committed after
+                // they were loaded: dropped, not sent.
+                let vanished: Vec<Seq> = batch
+                    .seqs
+                    .iter()
+                    .filter(|s| !sealed.iter().any(|(q, _)| q == *s))
+                    .copied()
+                    .collect();
+                if !vanished.is_empty() {
+                    tracing::debug!(conv = %batch.conv, ?vanished, "no longer queued");
+                    self.core.vanished(batch.token, &vanished);
+                }
+                if sealed.is_empty() {
+                    self.core.answered(
+                        batch.token,
+                        Answer::Acks(Vec::new()),
+                        now,
+                        rand::random::<f64>(),
+                    );
+                } else {
+                    let envelopes = sealed.into_iter().map(|(_, e)| e).collect();
+                    self.send_sealed(batch.token, batch.peer, batch.addrs, envelopes);
+                }
             }
             // A new session is needed and the peer's keys are not known: ask the peer.
             Err(StoreError::NoPeerKeys) if !batch.asked_keys => {
@@ -688,6 +715,7 @@ impl Engine {
             if reseal {
                 match store.restart_session(conv).await {
                     Ok(requeued) => {
+                        let seqs = requeued.iter().map(|(seq, _)| *seq).collect();
                         if let Ok(Some(contact)) = store.contact(conv).await {
                             let _ = events.send(Event::Sealing {
                                 conversation: conv,
@@ -695,11 +723,11 @@ impl Engine {
                                 change: SealingChange::Resealed { messages: requeued.len() },
                             });
                         }
-                        for id in requeued {
+                        for (_, id) in requeued {
                             let status = tincan_store::Status::Queued;
                             let _ = events.send(Event::Status { conversation: conv, id, status });
                         }
-                        let _ = shared_commands.send(Command::Reload(conv)).await;
+                        let _ = shared_commands.send(Command::Requeued(conv, seqs)).await;
                     }
                     Err(e) => tracing::warn!(%conv, error = %e, "starting a new session failed"),
                 }
@@ -799,19 +827,33 @@ impl Engine {
                 }
             }
         }
+        let shared = self.shared.clone();
+        self.respond_later(
+            peer,
+            channel,
+            now,
+            async move { receive(&shared, peer, envelopes).await },
+        );
+    }
+
+    /// Answers a batch of messages from `peer` with what `store` returns (the response, and
+    /// what the node now knows of the peer), unless the peer is over its rate. Not a strike:
+    /// a legitimate peer catching up can hit the limit; it backs off.
+    fn respond_later(
+        &mut self,
+        peer: PeerId,
+        channel: ResponseChannel<Response>,
+        now: Instant,
+        store: impl Future<Output = (Response, Option<Known>)> + Send + 'static,
+    ) {
         if self.guard.admit(peer, now) == Admit::RateLimited {
-            // Not a strike: a legitimate peer catching up can hit the limit; it backs off.
-            let _ = self
-                .swarm
-                .behaviour_mut()
-                .chat
-                .send_response(channel, Response::Refused(Refusal::RateLimited));
+            let refused = Response::Refused(Refusal::RateLimited);
+            let _ = self.swarm.behaviour_mut().chat.send_response(channel, refused);
             return;
         }
-        let shared = self.shared.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
-            let (response, known) = receive(&shared, peer, envelopes).await;
+            let (response, known) = store.await;
             if let Some(known) = known {
                 let _ = tx.send(Internal::Contact { peer, known }).await;
             }
@@ -827,21 +869,11 @@ impl Engine {
         channel: ResponseChannel<Response>,
         now: Instant,
     ) {
-        if self.guard.admit(peer, now) == Admit::RateLimited {
-            let refused = Response::Refused(Refusal::RateLimited);
-            let _ = self.swarm.behaviour_mut().chat.send_response(channel, refused);
-            return;
-        }
         let shared = self.shared.clone();
         let me = peer_bytes(&self.shared.peer_id);
-        let tx = self.internal_tx.clone();
         let known = self.core.known(&peer).cloned();
-        tokio::spawn(async move {
-            let (response, known) = receive_plaintext(&shared, &me, peer, known, batch).await;
-            if let Some(known) = known {
-                let _ = tx.send(Internal::Contact { peer, known }).await;
-            }
-            let _ = tx.send(Internal::Respond { peer, channel, response }).await;
+        self.respond_later(peer, channel, now, async move {
+            receive_plaintext(&shared, &me, peer, known, batch).await
         });
     }
 
@@ -1761,6 +1793,7 @@ fn loaded_of(
         pending: contact.pending_peer_id.as_ref().and_then(parse),
         rejected: contact.rejected_keys.iter().filter_map(parse).collect(),
         more: entries.len() == LOAD,
+        last_seq: contact.last_sent_seq,
         entries: entries
             .into_iter()
             .map(|e| Queued {

@@ -65,7 +65,10 @@ impl Node {
         config: Config,
     ) -> Result<Node, StartError> {
         // The Olm account is made once, on the first start, and kept in the store.
-        let olm_keys = store.init_olm_account(tincan_seal::Account::generate(&identity)).await?;
+        let olm_keys = match store.olm_keys().await? {
+            Some(keys) => keys,
+            None => store.init_olm_account(tincan_seal::Account::generate(&identity)).await?,
+        };
         let (commands, commands_rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(4096);
         let (ready_tx, ready_rx) = oneshot::channel();

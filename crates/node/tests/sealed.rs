@@ -193,3 +193,136 @@ async fn a_restored_backup_recovers_by_itself_and_both_users_see_it() {
     send_delivered(&mut bob, "alice", "settled too");
     received(&mut alice, "settled too");
 }
+
+/// Reads any request on the chat protocol and writes back whatever bytes it is given, as a
+/// hostile peer would.
+#[derive(Clone, Default)]
+struct Answer;
+
+impl libp2p::request_response::Codec for Answer {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &libp2p::StreamProtocol,
+        io: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        use futures::AsyncReadExt;
+        let mut out = Vec::new();
+        io.take(1 << 20).read_to_end(&mut out).await?;
+        Ok(out)
+    }
+
+    async fn read_response<T: futures::AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &libp2p::StreamProtocol,
+        _: &mut T,
+    ) -> std::io::Result<Vec<u8>> {
+        Err(std::io::Error::other("this peer asks nothing"))
+    }
+
+    async fn write_request<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &libp2p::StreamProtocol,
+        _: &mut T,
+        _: Vec<u8>,
+    ) -> std::io::Result<()> {
+        Err(std::io::Error::other("this peer asks nothing"))
+    }
+
+    async fn write_response<T: futures::AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &libp2p::StreamProtocol,
+        io: &mut T,
+        response: Vec<u8>,
+    ) -> std::io::Result<()> {
+        use futures::AsyncWriteExt;
+        io.write_all(&response).await?;
+        io.close().await
+    }
+}
+
+/// `specs/sealed.md` §2: a peer holding bob's key (the connection is authenticated as bob)
+/// hands over Olm keys that bob's identity did not sign. Alice refuses them, says so to her
+/// user, and seals nothing to them: the message stays undelivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_not_signed_by_the_pinned_identity_are_refused_and_the_user_is_told() {
+    use futures::StreamExt;
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::swarm::SwarmEvent;
+
+    let root = tempfile::tempdir().unwrap();
+    let bob = tincan_identity::Identity::generate().unwrap();
+    let mallory = tincan_identity::Identity::generate().unwrap();
+    // Mallory's own signed record: well formed, signed, but not by bob.
+    let record = tincan_seal::Account::generate(&mallory).keys().encode();
+    let payload = tincan_wire::Response::Keys(record).encode();
+    let mut answer = (payload.len() as u32).to_be_bytes().to_vec();
+    answer.extend_from_slice(&payload);
+
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(bob.libp2p_keypair())
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                Answer,
+                [(libp2p::StreamProtocol::new("/tincan/chat/1"), ProtocolSupport::Inbound)],
+                request_response::Config::default(),
+            )
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(MINUTE))
+        .build();
+    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            break address;
+        }
+    };
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = answered.clone();
+    let serving = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Request { channel, .. },
+                ..
+            }) = swarm.select_next_some().await
+            {
+                let _ = swarm.behaviour_mut().send_response(channel, answer.clone());
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+
+    let mut alice = Peer::start(&root.path().join("alice"), "alice", &[]);
+    let bob_id = bob.peer_id().to_string();
+    alice.command(
+        json!({"add": {"username": "bob", "peer_id": bob_id, "addrs": [addr.to_string()]}}),
+    );
+    alice.wait(Duration::from_secs(10), |v| v.get("added").cloned());
+    alice.command(json!({"send": {"to": "bob", "text": "for bob only"}}));
+    let warned = alice.wait(MINUTE, |v| {
+        (v["sealing"]["username"] == "bob").then(|| v["sealing"]["change"].clone())
+    });
+    assert_eq!(warned, "KeysRefused", "{warned}");
+    // Nothing was sealed to mallory's keys, and nothing was delivered.
+    std::thread::sleep(Duration::from_secs(2));
+    let later = alice.drain();
+    assert!(later.iter().all(|v| v["status"]["status"] != "delivered"), "{later:?}");
+    assert!(answered.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let dir = root.path().join("alice");
+    alice.quit();
+    let store = Store::open(&dir.join("store.redb"), root_key(&dir).store_root_key()).unwrap();
+    let contacts = store.contacts().await.unwrap();
+    let contact = contacts.into_iter().find(|c| c.username.as_str() == "bob").unwrap();
+    assert_eq!(contact.olm_keys, None, "the refused record was not kept");
+    assert_eq!(store.olm_sessions(contact.conversation).await.unwrap(), None, "no session");
+    serving.abort();
+}
