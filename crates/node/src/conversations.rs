@@ -325,8 +325,12 @@ impl Conversations {
         c.pending = loaded.pending;
         c.rejected = loaded.rejected;
         merge_addrs(&mut c.addrs, loaded.addrs);
+        // With more in the store than was read, only what was read is known: a message
+        // announced meanwhile waits until the rows before it are loaded.
+        let read_through = loaded.entries.iter().map(|q| q.seq.get()).max().unwrap_or(0);
+        let through = if loaded.more { read_through } else { loaded.last_seq.max(read_through) };
         c.out.load(loaded.entries);
-        c.out.known_through(loaded.last_seq);
+        c.out.known_through(through);
         c.out.load(self.stash.remove(&conv).unwrap_or_default());
         c.out.more_in_store = loaded.more;
         let hold = c.pending.is_some().then_some(Hold::KeyChanged);
@@ -839,6 +843,30 @@ mod tests {
             matches!(&done[..], [Action::Acknowledge { settled, .. }] if settled.delivered.len() == 2),
             "{done:?}"
         );
+    }
+
+    /// 10,000 messages wait and 512 are loaded; the user sends one more. It must not go
+    /// before the 9,488 still in the store: a sealed session refuses a message that far
+    /// ahead.
+    #[test]
+    fn a_message_sent_while_the_outbox_is_read_in_pages_waits_for_the_pages() {
+        let t0 = Instant::now();
+        let mut core = Conversations::new(true);
+        core.queued(CONV, q(10_001), t0);
+        assert_eq!(actions(&mut core), vec![Action::Load(CONV)]);
+        let page = Loaded { more: true, last_seq: 10_001, ..loaded((1..=3).map(q).collect()) };
+        core.loaded(CONV, page, t0);
+        let sent = sends(&actions(&mut core));
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].1, vec![1, 2, 3], "10001 waits behind the rows not read yet");
+        core.answered(sent[0].0, stored(&[1, 2, 3]), t0, 0.5);
+        let done = actions(&mut core);
+        assert!(done.contains(&Action::Load(CONV)), "the next page is read: {done:?}");
+        assert!(sends(&done).is_empty(), "{done:?}");
+        core.committed(CONV, t0);
+        let last = Loaded { last_seq: 10_001, ..loaded(vec![q(4), q(10_001)]) };
+        core.loaded(CONV, last, t0);
+        assert_eq!(sends(&actions(&mut core))[0].1, vec![4, 10_001]);
     }
 
     #[test]
