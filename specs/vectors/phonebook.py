@@ -48,6 +48,30 @@ record = {"username": "alice", "peer_id": b58(peer), "addrs": addrs, "seq": seq,
 dpayload = delete_payload("alice", peer, seq + 1, 1)
 deletion = {"username": "alice", "peer_id": b58(peer), "seq": seq + 1, "release": True,
             "signature": key.sign(dpayload).signature.hex()}
+
+
+def cbor_bytes(b):
+    # Deterministic CBOR byte string of 24..255 bytes (major type 2, one length byte).
+    assert 24 <= len(b) <= 255
+    return bytes([0x58, len(b)]) + b
+
+
+def olm_keys_fields(identity, curve, fallback, serial, entries):
+    # specs/sealed.md §2: a map of `entries` entries, keys 0..4 here (serial below 24).
+    assert serial < 24
+    return (bytes([0xA0 + entries, 0x00, 0x01, 0x01]) + cbor_bytes(identity) + b"\x02" + cbor_bytes(curve)
+            + b"\x03" + cbor_bytes(fallback) + bytes([0x04, serial]))
+
+
+# Record version 2 (specs/phonebook.md §2.5): the same record, carrying alice's signed Olm keys.
+# The Curve25519 keys are fixed bytes: the phonebook checks the record's structure and signature.
+curve, fallback, serial = bytes(range(0x20, 0x40)), bytes(range(0x40, 0x60)), 3
+keys_signed = b"tincan-olm-keys-v1\x00" + olm_keys_fields(pk, curve, fallback, serial, 5)
+olm_keys = olm_keys_fields(pk, curve, fallback, serial, 6) + b"\x05" + bytes([0x58, 64]) + key.sign(keys_signed).signature
+record_v2 = dict(record, olm_keys=olm_keys.hex())
+view_v2 = {"online": True, "username": "alice", "peer_id": b58(peer), "record": record, "deletion": None,
+           "endpoints": [], "ip": None, "port": None, "last_seen": seq, "olm_keys": olm_keys.hex()}
+
 print(json.dumps({
     "spec": "specs/phonebook.md",
     "generator": "specs/vectors/phonebook.py (PyNaCl)",
@@ -56,4 +80,7 @@ print(json.dumps({
     "record_payload": payload.hex(),
     "deletion": deletion,
     "deletion_payload": dpayload.hex(),
+    "record_v2": record_v2,
+    "olm_keys_signed_bytes": keys_signed.hex(),
+    "peer_view_v2": view_v2,
 }, indent=1))

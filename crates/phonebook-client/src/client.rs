@@ -174,9 +174,39 @@ impl Client {
         ttl: Duration,
         now: UnixMillis,
     ) -> Result<PeerView, ClientError> {
+        self.publish(identity, username, addrs, None, ttl, now).await
+    }
+
+    /// Publishes a record as [`Client::register`] does, carrying the signed Olm keys
+    /// `olm_keys` (record version 2, `specs/phonebook.md` §2.5). Only for a phonebook whose
+    /// `GET /info` says `olm_keys`: an older one refuses the field (`malformed-json`).
+    pub async fn register_with_keys(
+        &self,
+        identity: &Identity,
+        username: &Username,
+        addrs: &[Multiaddr],
+        olm_keys: &[u8],
+        ttl: Duration,
+        now: UnixMillis,
+    ) -> Result<PeerView, ClientError> {
+        self.publish(identity, username, addrs, Some(olm_keys), ttl, now).await
+    }
+
+    async fn publish(
+        &self,
+        identity: &Identity,
+        username: &Username,
+        addrs: &[Multiaddr],
+        olm_keys: Option<&[u8]>,
+        ttl: Duration,
+        now: UnixMillis,
+    ) -> Result<PeerView, ClientError> {
         let expires =
             UnixMillis(now.0.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)));
-        let signed = SignedRecord::sign(identity, username, addrs, self.next_seq(now), expires);
+        let mut signed = SignedRecord::sign(identity, username, addrs, self.next_seq(now), expires);
+        if let Some(keys) = olm_keys {
+            signed = signed.with_olm_keys(keys);
+        }
         self.post_record(username, &signed).await.map_err(clock_behind)
     }
 
@@ -273,6 +303,11 @@ pub fn verify_view(username: &Username, view: &PeerView) -> Result<Found, Client
     let forged = |reason: String| ClientError::Forged { username: username.to_string(), reason };
     let (peer_id, record) = match (&view.record, &view.deletion) {
         (Some(signed), _) => {
+            // Version 2: the keys are served beside the record (`specs/phonebook.md` §2.5).
+            let signed = match &view.olm_keys {
+                Some(keys) => SignedRecord { olm_keys: Some(keys.clone()), ..signed.clone() },
+                None => signed.without_olm_keys(),
+            };
             let record = signed.verify().map_err(|e: RecordError| forged(e.to_string()))?;
             if record.username != *username {
                 return Err(forged(format!("the record is for {}", record.username)));

@@ -50,6 +50,14 @@ pub struct SignedRecord {
     /// Ed25519 signature over the canonical encoding, 128 hex digits.
     #[schema(pattern = r"^[0-9a-fA-F]{128}$")]
     pub signature: String,
+    /// Record version 2 (`specs/phonebook.md` §2.5): the user's signed Olm keys
+    /// (`specs/sealed.md` §2), in hex, at most 512 digits. Not covered by `signature`: the keys
+    /// record carries its own, by the same identity. Sent only to a phonebook whose `GET /info`
+    /// says `olm_keys`; a phonebook serves it as the peer view's `olm_keys`, never inside
+    /// `record`, so that version-1 readers keep reading records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^([0-9a-fA-F]{2}){1,256}$")]
+    pub olm_keys: Option<String>,
 }
 
 /// One address of a record, for the OpenAPI description only: a string in the shape of
@@ -104,6 +112,9 @@ pub struct Record {
     pub seq: u64,
     /// Expiry, ms since the epoch.
     pub expires_at: UnixMillis,
+    /// The signed Olm keys it carries (record version 2), checked to be signed by the
+    /// record's own identity.
+    pub olm_keys: Option<Vec<u8>>,
     /// The record as signed, to pass on unchanged.
     pub signed: SignedRecord,
 }
@@ -128,6 +139,9 @@ pub enum RecordError {
     /// More than [`MAX_ADDRS`] addresses.
     #[error("too many addresses: {0}, at most 8")]
     TooManyAddrs(usize),
+    /// The Olm keys are not hex, not a keys record, or not signed by the record's identity.
+    #[error("invalid olm keys: {0}")]
+    InvalidKeys(String),
     /// An address that is not one tincan can dial.
     #[error("invalid address {index}: {reason}")]
     InvalidAddr {
@@ -157,7 +171,18 @@ impl SignedRecord {
             seq,
             expires_at: expires_at.0,
             signature: hex::encode(identity.sign(&payload).0),
+            olm_keys: None,
         }
+    }
+
+    /// The same record, carrying the signed Olm keys `olm_keys` (record version 2).
+    pub fn with_olm_keys(self, olm_keys: &[u8]) -> SignedRecord {
+        SignedRecord { olm_keys: Some(hex::encode(olm_keys)), ..self }
+    }
+
+    /// The record as version-1 readers take it: without the Olm keys.
+    pub fn without_olm_keys(&self) -> SignedRecord {
+        SignedRecord { olm_keys: None, ..self.clone() }
     }
 
     /// Checks everything a record must satisfy, except freshness and sequence, which depend on
@@ -180,12 +205,14 @@ impl SignedRecord {
         let payload =
             record_payload(&self.username, &peer_id, &self.addrs, self.seq, self.expires_at);
         key.verify(&payload, &signature).map_err(|_| RecordError::BadSignature)?;
+        let olm_keys = self.olm_keys.as_deref().map(|text| verify_keys(text, &key)).transpose()?;
         Ok(Record {
             username,
             peer_id,
             addrs,
             seq: self.seq,
             expires_at: UnixMillis(self.expires_at),
+            olm_keys,
             signed: self.clone(),
         })
     }
@@ -269,6 +296,19 @@ fn parse_peer(text: &str) -> Result<(PeerId, PublicKey), RecordError> {
     let key = PublicKey::from_peer_id(&peer_id)
         .ok_or(RecordError::InvalidPeerId("not an ed25519 PeerId"))?;
     Ok((peer_id, key))
+}
+
+/// Checks a record's Olm keys: hex of a keys record signed by the record's own identity
+/// (`specs/sealed.md` §2). Returns the record's bytes.
+fn verify_keys(text: &str, key: &PublicKey) -> Result<Vec<u8>, RecordError> {
+    if text.len() > 2 * tincan_seal::MAX_SIGNED_KEYS_LEN {
+        return Err(RecordError::InvalidKeys("longer than 512 hex digits".into()));
+    }
+    let bytes = hex::decode(text).map_err(|_| RecordError::InvalidKeys("not hex".into()))?;
+    tincan_seal::SignedOlmKeys::decode(&bytes)
+        .and_then(|record| record.verify(key))
+        .map_err(|e| RecordError::InvalidKeys(e.to_string()))?;
+    Ok(bytes)
 }
 
 fn parse_signature(text: &str) -> Result<Signature, RecordError> {

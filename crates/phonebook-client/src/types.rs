@@ -29,6 +29,10 @@ pub struct PeerView {
     pub port: Option<u16>,
     /// When the user last registered, ms since the epoch.
     pub last_seen: u64,
+    /// The signed Olm keys the record carried (record version 2, `specs/phonebook.md` §2.5),
+    /// hex; absent for a version-1 record and after a deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub olm_keys: Option<String>,
 }
 
 /// The body of every error.
@@ -81,6 +85,10 @@ pub struct Info {
     pub writes_per_minute: u32,
     /// Whether `GET /peers/` lists who is online.
     pub directory: bool,
+    /// Whether records may carry Olm keys (record version 2, `specs/phonebook.md` §2.5).
+    /// Absent, so false, from a phonebook older than that.
+    #[serde(default)]
+    pub olm_keys: bool,
 }
 
 /// The relays of a phonebook, as `GET /relays` answers.

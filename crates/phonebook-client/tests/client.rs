@@ -87,6 +87,28 @@ fn spec_vectors_verify() {
     let mut forged = signed.clone();
     forged.seq += 1;
     assert!(forged.verify().is_err());
+
+    // Record version 2: the same signature, and the Olm keys signed by the same identity.
+    let v2: SignedRecord = serde_json::from_value(doc["record_v2"].clone()).unwrap();
+    assert_eq!(v2.without_olm_keys(), signed, "version 2 adds only the keys");
+    let keys = hex::decode(v2.olm_keys.as_ref().unwrap()).unwrap();
+    assert_eq!(v2.verify().unwrap().olm_keys.as_deref(), Some(&keys[..]));
+    let parsed = tincan_seal::SignedOlmKeys::decode(&keys).unwrap();
+    let pinned = tincan_identity::PublicKey::from_peer_id(&record.peer_id).unwrap();
+    let verified = parsed.verify(&pinned).unwrap();
+    assert_eq!(verified.keys().serial, 3);
+    assert_eq!(verified.record().encode(), keys, "the vector is deterministic CBOR");
+    let view: tincan_phonebook_client::PeerView =
+        serde_json::from_value(doc["peer_view_v2"].clone()).unwrap();
+    let found = tincan_phonebook_client::verify_view(&name("alice"), &view).unwrap();
+    assert_eq!(found.record.unwrap().olm_keys, Some(keys.clone()));
+    // Keys not signed by the record's identity make the answer a forgery.
+    let mut bad = keys;
+    *bad.last_mut().unwrap() ^= 1;
+    let mut forged = view;
+    forged.olm_keys = Some(hex::encode(bad));
+    let err = tincan_phonebook_client::verify_view(&name("alice"), &forged).unwrap_err();
+    assert!(matches!(err, ClientError::Forged { .. }), "{err}");
 }
 
 /// Issue 10: the client never signs a sequence number a phonebook told it. A phonebook that

@@ -34,6 +34,7 @@ on_both!(
     the_list_hides_expired_presence,
     issue_10_sequence_numbers_far_ahead_of_the_clock_are_refused,
     issue_17_a_released_name_refuses_its_old_records,
+    issue_12_records_carry_olm_keys_beside_what_version_1_readers_read,
 );
 
 async fn register_look_up_list_refresh_and_delete(backend: Backend) {
@@ -713,4 +714,77 @@ async fn issue_10_the_proxy_entry_of_x_forwarded_for_decides() {
         StatusCode::TOO_MANY_REQUESTS,
         "another client, whatever the first line says"
     );
+}
+
+/// Record version 2 (`specs/phonebook.md` §2.5): the signed Olm keys are kept with the record,
+/// across restarts, served beside it (a version-1 reader, which refuses unknown fields, still
+/// reads the record and verifies its signature), and refused when they are not the record's
+/// identity's or not a keys record at all.
+async fn issue_12_records_carry_olm_keys_beside_what_version_1_readers_read(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = Phonebook::start_on(&backend, dir.path(), &[]);
+    let client = pb.client();
+    assert!(client.info().await.unwrap().olm_keys, "/info says records may carry keys");
+    let alice = identity();
+    let keys = tincan_seal::Account::generate(&alice).keys().encode();
+    let ttl = Duration::from_secs(60);
+    let view = client
+        .register_with_keys(&alice, &name("alice"), &addrs(), &keys, ttl, now())
+        .await
+        .unwrap();
+    assert_eq!(view.olm_keys, Some(hex::encode(&keys)));
+
+    let raw: Value =
+        reqwest::get(format!("{}/peers/alice", pb.url())).await.unwrap().json().await.unwrap();
+    let mut fields: Vec<&str> =
+        raw["record"].as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["addrs", "expires_at", "peer_id", "seq", "signature", "username"]);
+    assert_eq!(raw["olm_keys"], json!(hex::encode(&keys)));
+    let found = client.lookup(&name("alice")).await.unwrap().unwrap();
+    assert_eq!(found.record.as_ref().unwrap().olm_keys.as_deref(), Some(&keys[..]));
+
+    // A refresh without keys (a version-1 writer) serves none.
+    let later = common::UnixMillis(now().0 + 10);
+    let view = client.register(&alice, &name("alice"), &addrs(), ttl, later).await.unwrap();
+    assert_eq!(view.olm_keys, None);
+    let later = common::UnixMillis(now().0 + 20);
+    client.register_with_keys(&alice, &name("alice"), &addrs(), &keys, ttl, later).await.unwrap();
+
+    // Hostile keys: another identity's, a flipped bit, not hex, too long, not a record.
+    let mallory = identity();
+    let theirs = tincan_seal::Account::generate(&mallory).keys().encode();
+    let mut flipped = keys.clone();
+    flipped[40] ^= 1;
+    let seq = now().0 + 30;
+    for (what, olm_keys) in [
+        ("another identity's keys", hex::encode(&theirs)),
+        ("a flipped bit", hex::encode(&flipped)),
+        ("not hex", "zz".repeat(100)),
+        ("too long", "00".repeat(257)),
+        ("not a keys record", "a0".into()),
+    ] {
+        let mut body = record(&alice, "alice", seq, 30_000);
+        body.olm_keys = Some(olm_keys);
+        let (status, answer) = post(&pb, "alice", &json!(body)).await;
+        assert_eq!((status, code(&answer)), (StatusCode::BAD_REQUEST, "invalid-keys"), "{what}");
+    }
+    let found = client.lookup(&name("alice")).await.unwrap().unwrap();
+    assert_eq!(
+        found.record.unwrap().olm_keys.as_deref(),
+        Some(&keys[..]),
+        "nothing refused was kept"
+    );
+
+    // Kept across a restart; a deletion takes the keys down with the record.
+    let args = pb.restart_args();
+    assert!(pb.stop().success());
+    let pb = Phonebook::respawn(dir.path(), args);
+    let client = pb.client();
+    let found = client.lookup(&name("alice")).await.unwrap().unwrap();
+    assert_eq!(found.record.unwrap().olm_keys.as_deref(), Some(&keys[..]));
+    client.delete(&alice, &name("alice"), false, common::UnixMillis(now().0 + 40)).await.unwrap();
+    let raw: Value =
+        reqwest::get(format!("{}/peers/alice", pb.url())).await.unwrap().json().await.unwrap();
+    assert!(raw.get("olm_keys").is_none(), "{raw}");
 }

@@ -130,6 +130,7 @@ impl From<RecordError> for ApiError {
             }
             RecordError::TooManyAddrs(_) => "too-many-addrs",
             RecordError::InvalidAddr { .. } => "invalid-addr",
+            RecordError::InvalidKeys(_) => "invalid-keys",
         };
         ApiError::bad(code, e.to_string())
     }
@@ -466,6 +467,7 @@ async fn info(State(app): State<Arc<App>>) -> Json<Info> {
         max_body_bytes: c.limits.max_body_bytes,
         writes_per_minute: c.limits.writes_per_minute,
         directory: c.directory,
+        olm_keys: true,
     })
 }
 

@@ -11,7 +11,7 @@ use libp2p_identity::PeerId;
 use tincan_wire::Username;
 
 use super::persist::{Pending, Persist, PersistError, Stored};
-use crate::{Endpoint, Record, SignedDelete};
+use crate::{Endpoint, Record, SignedDelete, SignedRecord};
 pub use tincan_phonebook_client::PeerView;
 
 /// Why a write was refused.
@@ -97,10 +97,13 @@ pub(crate) fn offline_body(username: &Username, stored: &Stored) -> Bytes {
         peer_id: stored.peer_id.clone(),
         ip: first.map(|e| e.ip.clone()),
         port: first.map(|e| e.port),
-        record: stored.record.clone(),
+        // Version-1 readers refuse a record with a field they do not know: the keys are
+        // served beside it (`specs/phonebook.md` §2.5).
+        record: stored.record.as_ref().map(SignedRecord::without_olm_keys),
         deletion: stored.deletion.clone(),
         endpoints,
         last_seen: stored.last_seen,
+        olm_keys: stored.record.as_ref().and_then(|r| r.olm_keys.clone()),
     };
     let mut body = serde_json::to_vec(&view).expect("a view always serializes");
     // Kept for as long as the user is registered: keep only what it needs.
