@@ -48,6 +48,8 @@ const LOAD: usize = 512;
 const TICK: Duration = Duration::from_millis(250);
 /// How often the whole outbox is rescanned, as a safety net for missed commands.
 const RESCAN: Duration = Duration::from_secs(30);
+/// The longest between two looks at whether the Olm fallback key is due for rotation.
+const ROTATION_CHECK: Duration = Duration::from_secs(3600);
 /// Least time between two new sessions started for one conversation because the peer could
 /// not open our messages (`specs/sealed.md` §8): a peer that never opens anything does not
 /// make us reseal in a loop.
@@ -105,6 +107,8 @@ enum Internal {
     Published {
         ttl: Duration,
     },
+    /// The Olm fallback key was rotated: our record goes out again with the new keys.
+    Rotated,
     /// What the phonebooks say of their relay: `Ok(None)` when none runs one.
     Relay(Result<Vec<(PeerId, Multiaddr)>, RelayError>),
     /// The envelopes of a batch, sealed now if they were not yet (or why not).
@@ -164,6 +168,8 @@ struct Engine {
     bans: Vec<(Instant, PeerId)>,
     internal_tx: mpsc::Sender<Internal>,
     next_register: Option<Instant>,
+    /// When to see whether the Olm fallback key is due for rotation.
+    next_rotation: Instant,
     published: Vec<Multiaddr>,
     next_rescan: Instant,
     paths: Paths,
@@ -323,6 +329,7 @@ impl Engine {
             bans: Vec::new(),
             internal_tx,
             next_register: Some(now),
+            next_rotation: now,
             published: Vec::new(),
             next_rescan: now,
             paths: Paths::default(),
@@ -782,7 +789,7 @@ impl Engine {
                     Response::Refused(Refusal::RateLimited)
                 } else {
                     self.guard.done(peer);
-                    Response::Keys(self.shared.olm_keys.clone())
+                    Response::Keys(self.olm_keys())
                 };
                 let _ = self.swarm.behaviour_mut().chat.send_response(channel, response);
                 return;
@@ -929,6 +936,50 @@ impl Engine {
         }
     }
 
+    // ---- Olm keys ------------------------------------------------------------------------
+
+    /// Our signed Olm keys record, as peers and phonebooks get it.
+    fn olm_keys(&self) -> Vec<u8> {
+        self.shared.olm_keys.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Rotates the fallback key if it is due (`specs/sealed.md` §6), then publishes the new
+    /// keys.
+    fn rotate(&mut self) {
+        let (shared, tx) = (self.shared.clone(), self.internal_tx.clone());
+        let (identity, every) = (self.identity.clone(), self.config.olm_rotation);
+        tokio::spawn(async move {
+            match shared.store.rotate_fallback_key(identity, now(), every).await {
+                Ok(Some(keys)) => {
+                    let serial = tincan_seal::SignedOlmKeys::decode(&keys)
+                        .map(|k| k.unverified().serial)
+                        .unwrap_or_default();
+                    tracing::info!(serial, "rotated the olm fallback key");
+                    *shared.olm_keys.lock().unwrap_or_else(|e| e.into_inner()) = keys;
+                    let _ = tx.send(Internal::Rotated).await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "rotating the olm fallback key failed"),
+            }
+        });
+    }
+
+    /// Offers a contact's keys found in its phonebook record: kept if they are its pinned
+    /// identity's and newer than those kept (`specs/sealed.md` §2.1). Keys of another identity
+    /// (the name is bound to a new key) are not the pinned peer's, and are left to the key
+    /// change the lookup reports.
+    fn keep_peer_keys(&self, conv: ConversationId, keys: Vec<u8>) {
+        let store = self.shared.store.clone();
+        tokio::spawn(async move {
+            match store.set_peer_keys(conv, keys).await {
+                Ok(update) => tracing::debug!(%conv, ?update, "olm keys from the phonebook"),
+                Err(e) => {
+                    tracing::debug!(%conv, error = %e, "keeping olm keys from the phonebook failed")
+                }
+            }
+        });
+    }
+
     // ---- phonebook -----------------------------------------------------------------------
 
     fn publish(&mut self) {
@@ -947,12 +998,17 @@ impl Engine {
         let events = self.shared.events.clone();
         let tx = self.internal_tx.clone();
         let started = self.started_ms;
+        let olm_keys = self.olm_keys();
         tokio::spawn(async move {
             let mut shortest = ttl;
             for phonebook in phonebooks {
-                let ttl = match phonebook.info().await {
-                    Ok(info) => ttl.min(Duration::from_secs(info.presence_ttl_secs.max(2))),
-                    Err(_) => ttl,
+                // A phonebook older than record version 2 refuses keys: it gets version 1.
+                let (ttl, keys) = match phonebook.info().await {
+                    Ok(info) => (
+                        ttl.min(Duration::from_secs(info.presence_ttl_secs.max(2))),
+                        info.olm_keys.then_some(&olm_keys[..]),
+                    ),
+                    Err(_) => (ttl, None),
                 };
                 shortest = shortest.min(ttl);
                 // A record of our name, signed by our key, that this process did not sign since
@@ -970,8 +1026,15 @@ impl Engine {
                         addrs: record.addrs,
                     });
                 }
-                let event = match phonebook.register(&identity, &username, &addrs, ttl, now()).await
-                {
+                let published = match keys {
+                    Some(keys) => {
+                        phonebook
+                            .register_with_keys(&identity, &username, &addrs, keys, ttl, now())
+                            .await
+                    }
+                    None => phonebook.register(&identity, &username, &addrs, ttl, now()).await,
+                };
+                let event = match published {
                     Ok(_) => Event::Published {
                         phonebook: phonebook.url().to_owned(),
                         addrs: addrs.clone(),
@@ -1394,6 +1457,11 @@ impl Engine {
                 let _ = self.swarm.behaviour_mut().chat.send_response(channel, response);
             }
             Internal::Looked { conv, result } => {
+                if let Ok(Some(Found { record: Some(record), .. })) = &result
+                    && let Some(keys) = record.olm_keys.clone()
+                {
+                    self.keep_peer_keys(conv, keys);
+                }
                 let found = match result {
                     Ok(found) => found.map(|f| Sighting {
                         peer_id: f.peer_id,
@@ -1417,6 +1485,7 @@ impl Engine {
                 }
             }
             Internal::Rescanned(convs) => self.core.rescanned(convs),
+            Internal::Rotated => self.next_register = Some(now),
             Internal::Prepared { batch, result } => self.on_prepared(batch, result),
             Internal::Unsent { token } => {
                 self.core.failed(token, Failure::Other, now, rand::random::<f64>())
@@ -1434,6 +1503,10 @@ impl Engine {
         self.tend_reservation(now);
         if self.next_register.is_some_and(|t| t <= now) {
             self.publish();
+        }
+        if now >= self.next_rotation {
+            self.next_rotation = now + (self.config.olm_rotation / 4).clamp(TICK, ROTATION_CHECK);
+            self.rotate();
         }
         while let Some(pos) = self.bans.iter().position(|(until, _)| *until <= now) {
             let (_, peer) = self.bans.swap_remove(pos);

@@ -19,8 +19,9 @@ pub(crate) struct Shared {
     pub(crate) peer_id: PeerId,
     pub(crate) public_key: PublicKey,
     pub(crate) username: Username,
-    /// Our signed Olm keys record (`specs/sealed.md` §2), for peers that ask.
-    pub(crate) olm_keys: Vec<u8>,
+    /// Our signed Olm keys record (`specs/sealed.md` §2), for peers that ask and for our
+    /// phonebook record; replaced when the fallback key rotates.
+    pub(crate) olm_keys: Mutex<Vec<u8>>,
     /// [`Config::plaintext_for_benchmarks`].
     pub(crate) plaintext: bool,
     pub(crate) store: Store,
@@ -76,7 +77,7 @@ impl Node {
             peer_id: identity.peer_id(),
             public_key: identity.public_key(),
             username: config.username.clone(),
-            olm_keys,
+            olm_keys: Mutex::new(olm_keys),
             plaintext: config.plaintext_for_benchmarks,
             store,
             directory: crate::Directory::new(config.phonebooks.clone()),
@@ -194,7 +195,19 @@ impl Node {
                     return Err(ResolveError::ToSelf);
                 }
                 let addrs = found.record.as_ref().map(|r| r.addrs.clone()).unwrap_or_default();
-                Ok(self.add_contact(username, found.peer_id, addrs).await?)
+                let contact = self.add_contact(username, found.peer_id, addrs).await?;
+                // Keys the record carries: the first messages are sealed as they are queued,
+                // before the two ever connect (`specs/phonebook.md` §2.5).
+                if let Some(keys) = found.record.and_then(|r| r.olm_keys) {
+                    let conv = contact.conversation;
+                    match self.shared.store.set_peer_keys(conv, keys).await {
+                        Ok(update) => {
+                            tracing::debug!(%conv, ?update, "olm keys from the phonebook")
+                        }
+                        Err(e) => tracing::warn!(%conv, error = %e, "keeping the olm keys failed"),
+                    }
+                }
+                Ok(contact)
             }
             Ok(None) => Err(ResolveError::UnknownUser(username.clone())),
             Err(crate::DirectoryError::Empty) => Err(ResolveError::NoDirectory(username.clone())),

@@ -37,6 +37,9 @@ pub struct Config {
     pub request_limits: RequestLimits,
     /// How we stay reachable behind NAT: the phonebook's relay and AutoNAT probes.
     pub nat: NatConfig,
+    /// How often the Olm fallback key is replaced (`specs/sealed.md` §6); the replaced key
+    /// opens pre-key messages until the next replacement. A week by default.
+    pub olm_rotation: Duration,
     /// **Benchmarks only; tincan never sets it.** Sends and accepts plaintext messages (wire
     /// version 1, kind 1) instead of sealed ones, so that a benchmark can measure what sealing
     /// costs against the same build. A node with it off, the default, refuses plaintext.
@@ -166,6 +169,7 @@ impl Config {
             limits: Limits::default(),
             request_limits: RequestLimits::default(),
             nat: NatConfig::default(),
+            olm_rotation: Duration::from_secs(7 * 24 * 3600),
             plaintext_for_benchmarks: false,
         }
     }

@@ -326,3 +326,88 @@ async fn keys_not_signed_by_the_pinned_identity_are_refused_and_the_user_is_told
     assert_eq!(store.olm_sessions(contact.conversation).await.unwrap(), None, "no session");
     serving.abort();
 }
+
+/// The keys record of a store's own Olm account, and the serial it says.
+async fn own_keys(dir: &Path) -> (Vec<u8>, u64) {
+    let identity = root_key(dir);
+    let store = Store::open_read_only(&dir.join("store.redb"), identity.store_root_key()).unwrap();
+    let keys = store.olm_keys().await.unwrap().unwrap();
+    let serial = tincan_seal::SignedOlmKeys::decode(&keys).unwrap().unverified().serial;
+    (keys, serial)
+}
+
+/// `specs/phonebook.md` §2.5: bob's record carries his Olm keys, so alice, who has never met
+/// him, seals her first message as she queues it, while he is away; it opens when he returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_from_the_phonebook_seal_a_first_message_before_the_two_ever_meet() {
+    let root = tempfile::tempdir().unwrap();
+    let (_pb, args) = phonebook(root.path());
+    let bob_dir = root.path().join("bob");
+    // Started with a phonebook, a peer is up once its record is published.
+    let bob = Peer::start(&bob_dir, "bob", &args);
+    let (bob_keys, _) = own_keys(&bob_dir).await;
+    // Gone without taking his record down (a crash, a lid closed): the record stays.
+    bob.kill();
+
+    let alice_dir = root.path().join("alice");
+    let mut alice = Peer::start(&alice_dir, "alice", &args);
+    alice.command(json!({"send": {"to": "bob", "text": "before we ever met"}}));
+    alice.wait(MINUTE, |v| v.get("queued").map(|_| ()));
+    let identity = root_key(&alice_dir);
+    let store =
+        Store::open_read_only(&alice_dir.join("store.redb"), identity.store_root_key()).unwrap();
+    let contact = store.contacts().await.unwrap().remove(0);
+    assert_eq!(contact.olm_keys.as_ref(), Some(&bob_keys), "bob's keys, from his record");
+    let outbox = store.outbox(contact.conversation, 10).await.unwrap();
+    let envelope = Envelope::decode(outbox[0].envelope.as_ref().expect("sealed when queued"))
+        .expect("an envelope of specs/sealed.md §3");
+    assert_eq!(envelope.kind, tincan_seal::OlmKind::PreKey, "the first message of a session");
+    drop(store);
+
+    let mut bob = Peer::start(&bob_dir, "bob", &args);
+    received(&mut bob, "before we ever met");
+    alice.wait(MINUTE, |v| (v["status"]["status"] == "delivered").then_some(()));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!bob.drain().iter().any(|v| v.get("received").is_some()), "nothing twice");
+}
+
+/// `specs/sealed.md` §6 and §8: bob replaces his fallback key on schedule; a message alice
+/// sealed to keys he has since forgotten is refused, sealed again to the keys he hands her
+/// over the connection, and arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sealed_to_a_forgotten_fallback_key_is_sealed_again_and_arrives() {
+    let root = tempfile::tempdir().unwrap();
+    let (_pb, args) = phonebook(root.path());
+    let bob_dir = root.path().join("bob");
+    // Started with a phonebook, a peer is up once its record is published.
+    let bob = Peer::start(&bob_dir, "bob", &args);
+    let (_, first) = own_keys(&bob_dir).await;
+    bob.kill();
+
+    let mut alice = Peer::start(&root.path().join("alice"), "alice", &args);
+    alice.command(json!({"send": {"to": "bob", "text": "to an old key"}}));
+    alice.wait(MINUTE, |v| v.get("queued").map(|_| ()));
+
+    // Away from the phonebook, bob's node rotates its fallback key several times.
+    let rotating = ["--olm-rotation-ms".to_owned(), "300".to_owned()];
+    let away = Peer::start(&bob_dir, "bob", &rotating);
+    std::thread::sleep(Duration::from_secs(2));
+    away.quit();
+    let (_, serial) = own_keys(&bob_dir).await;
+    assert!(serial >= first + 2, "rotated at least twice: serial {first} to {serial}");
+
+    let mut bob = Peer::start(&bob_dir, "bob", &args);
+    received(&mut bob, "to an old key");
+    let mut alice_lines = Vec::new();
+    alice.wait(MINUTE, |v| {
+        alice_lines.push(v.clone());
+        (v["status"]["status"] == "delivered").then_some(())
+    });
+    let seen = sealing(&alice_lines);
+    assert!(
+        seen.iter().any(|(who, change)| who == "bob" && change.starts_with("Resealed")),
+        "alice is told her message was sealed again: {seen:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!bob.drain().iter().any(|v| v.get("received").is_some()), "nothing twice");
+}

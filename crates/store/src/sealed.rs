@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use tincan_identity::PublicKey;
+use tincan_identity::{Identity, PublicKey};
 use tincan_seal::{
     Account, Contents, Envelope, Outgoing, SealError, Sessions, SignedOlmKeys, VerifiedKeys,
 };
@@ -179,6 +179,37 @@ pub(crate) fn init_account(ctx: &Ctx<'_>, account: Account) -> Result<Vec<u8>, S
     let record = account.keys().encode();
     put_account(ctx, Rc::new(account))?;
     Ok(record)
+}
+
+/// The key, in the Olm table, of when the fallback key was last rotated (u64 ms, big-endian).
+pub(crate) const OLM_ROTATED: &[u8] = b"rotated";
+
+/// Rotates the account's fallback key if the last rotation is `every` or more before `now`
+/// (`specs/sealed.md` §6): the new key is signed under the next serial, the one it replaces
+/// still opens pre-key messages, and the one before that is forgotten. The first call only
+/// starts the clock. Returns the new keys record when it rotated.
+pub(crate) fn rotate_fallback_key(
+    ctx: &Ctx<'_>,
+    identity: &Identity,
+    now: UnixMillis,
+    every: std::time::Duration,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let stamp = |at: UnixMillis| put_blob(ctx, OLM_ROTATED, at.0.to_be_bytes().to_vec());
+    let last = match get_blob(ctx, OLM_ROTATED)? {
+        None => return stamp(now).map(|()| None),
+        Some(bytes) => u64::from_be_bytes(bytes.try_into().map_err(|_| corrupted())?),
+    };
+    let every = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+    if now.0.saturating_sub(last) < every {
+        return Ok(None);
+    }
+    let bytes = get_blob(ctx, OLM_ACCOUNT)?.ok_or(StoreError::NoOlmAccount)?;
+    let mut account = Account::from_pickle(&bytes, &ctx.keys.pickle).map_err(|_| corrupted())?;
+    account.rotate_fallback_key(identity);
+    let record = account.keys().encode();
+    put_account(ctx, Rc::new(account))?;
+    stamp(now)?;
+    Ok(Some(record))
 }
 
 /// What sealing for one contact works on: the account and the sessions, read once.

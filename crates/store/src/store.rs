@@ -655,6 +655,19 @@ impl Store {
         self.write(move |ctx| sealed::init_account(ctx, account)).await
     }
 
+    /// Rotates the Olm account's fallback key if it was last rotated `every` or more before
+    /// `now` (`specs/sealed.md` §6), signing the new keys record with `identity`. The key it
+    /// replaces still opens pre-key messages until the next rotation forgets it. The first
+    /// call starts the clock. Returns the new keys record, to publish, when it rotated.
+    pub async fn rotate_fallback_key(
+        &self,
+        identity: Arc<tincan_identity::Identity>,
+        now: UnixMillis,
+        every: Duration,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.write(move |ctx| sealed::rotate_fallback_key(ctx, &identity, now, every)).await
+    }
+
     /// Offers the contact's signed Olm keys `record`: kept if it verifies against the pinned
     /// key and its serial is higher than the kept one's (`specs/sealed.md` §2.1).
     pub async fn set_peer_keys(

@@ -19,7 +19,7 @@ fn pickle_key() -> PickleKey {
 
 /// One side: its identity and a store holding its Olm account.
 struct Side {
-    identity: Identity,
+    identity: std::sync::Arc<Identity>,
     keys: Vec<u8>,
     store: Store,
     _dir: tempfile::TempDir,
@@ -28,7 +28,7 @@ struct Side {
 impl Side {
     async fn new() -> Side {
         let dir = tempfile::tempdir().unwrap();
-        let identity = Identity::generate().unwrap();
+        let identity = std::sync::Arc::new(Identity::generate().unwrap());
         let store = Store::create(&dir.path().join("s.redb"), &root()).unwrap();
         let keys = store.init_olm_account(Account::generate(&identity)).await.unwrap();
         Side { identity, keys, store, _dir: dir }
@@ -328,4 +328,63 @@ async fn deleting_a_conversation_deletes_its_sessions_and_the_file_shows_no_stat
     assert_eq!(store.olm_sessions(conv).await.unwrap(), None);
     assert_eq!(store.olm_account().await.unwrap(), Some(account));
     store.close().await;
+}
+
+/// `specs/sealed.md` §6: the fallback key is rotated on schedule; a pre-key message sealed to
+/// the key it replaced still opens, one sealed to the key before that is refused as an unknown
+/// key and changes nothing; peers keep the newest record and never go back.
+#[tokio::test]
+async fn the_fallback_key_rotates_weekly_and_a_key_two_rotations_old_opens_nothing() {
+    const WEEK: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+    let day = 24 * 3600 * 1000;
+    let (alice, bob, carol) = (Side::new().await, Side::new().await, Side::new().await);
+    let rotate =
+        |at: u64| bob.store.rotate_fallback_key(bob.identity.clone(), UnixMillis(at), WEEK);
+    let t0 = 1_764_180_000_000;
+    assert_eq!(rotate(t0).await.unwrap(), None, "the first call starts the clock");
+    assert_eq!(rotate(t0 + 6 * day).await.unwrap(), None, "not yet a week");
+
+    // Alice and carol know bob's first keys (serial 1) and seal a first message each.
+    let (to_bob, carol_to_bob) = (alice.pin("bob", &bob).await, carol.pin("bob", &bob).await);
+    alice
+        .store
+        .enqueue_sealed(to_bob, name("alice"), text("one week"), UnixMillis(10))
+        .await
+        .unwrap();
+    carol
+        .store
+        .enqueue_sealed(carol_to_bob, name("carol"), text("two weeks"), UnixMillis(10))
+        .await
+        .unwrap();
+
+    let second = rotate(t0 + 7 * day).await.unwrap().expect("a week: rotated");
+    let keys = tincan_seal::SignedOlmKeys::decode(&second).unwrap();
+    assert_eq!(keys.unverified().serial, 2);
+    assert_ne!(
+        keys.unverified().fallback,
+        tincan_seal::SignedOlmKeys::decode(&bob.keys).unwrap().unverified().fallback
+    );
+    assert_eq!(bob.store.olm_keys().await.unwrap(), Some(second.clone()), "the new keys are kept");
+    assert_eq!(rotate(t0 + 8 * day).await.unwrap(), None, "the clock restarted at the rotation");
+
+    // One rotation later, the replaced key still opens.
+    let receipt = bob.receive(&alice, alice.envelopes(to_bob).await).await;
+    assert_eq!(stored_texts(&receipt), ["one week"]);
+
+    // Two rotations later, it is forgotten: refused, and bob's state is as it was.
+    let third = rotate(t0 + 14 * day).await.unwrap().expect("two weeks: rotated again");
+    let account = bob.store.olm_account().await.unwrap();
+    let receipt = bob.receive(&carol, carol.envelopes(carol_to_bob).await).await;
+    assert!(
+        matches!(receipt.outcomes[..], [Received::Unopened(OpenError::UnknownKey)]),
+        "{:?}",
+        receipt.outcomes
+    );
+    assert_eq!(bob.store.olm_account().await.unwrap(), account, "a refusal changes nothing");
+
+    // Peers take the newest record and do not go back to an older one.
+    let update = carol.store.set_peer_keys(carol_to_bob, third.clone()).await.unwrap();
+    assert_eq!(update, KeysUpdate::Updated { serial: 3 });
+    let update = carol.store.set_peer_keys(carol_to_bob, second).await.unwrap();
+    assert_eq!(update, KeysUpdate::Kept);
 }

@@ -3,7 +3,7 @@
 //!
 //! Usage: `tincan-node-harness --dir DIR --name NAME [--listen MULTIADDR]... [--phonebook URL]...
 //! [--lookup-interval-ms N] [--relay auto|always|never] [--no-hole-punch] [--probe-ms N]
-//! [--request-timeout-ms N]`. The password of `DIR/identity.key` comes from the environment
+//! [--request-timeout-ms N] [--olm-rotation-ms N]`. The password of `DIR/identity.key` comes from the environment
 //! variable `TINCAN_HARNESS_PASSWORD`; the key file is created (with the OWASP-minimum argon2
 //! parameters, to start fast) and the store too, on first run.
 //!
@@ -60,6 +60,7 @@ async fn run() -> Result<(), String> {
     let mut hole_punch = true;
     let mut probe = None;
     let mut request_timeout = None;
+    let mut olm_rotation = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -86,6 +87,10 @@ async fn run() -> Result<(), String> {
             }
             "--request-timeout-ms" => {
                 request_timeout =
+                    Some(Duration::from_millis(value()?.parse().map_err(|e| format!("{e}"))?))
+            }
+            "--olm-rotation-ms" => {
+                olm_rotation =
                     Some(Duration::from_millis(value()?.parse().map_err(|e| format!("{e}"))?))
             }
             other => return Err(format!("unknown argument {other}")),
@@ -123,6 +128,9 @@ async fn run() -> Result<(), String> {
     }
     if let Some(timeout) = request_timeout {
         config.request_timeout = timeout;
+    }
+    if let Some(every) = olm_rotation {
+        config.olm_rotation = every;
     }
     config.nat.relay = relay;
     config.nat.hole_punch = hole_punch;
