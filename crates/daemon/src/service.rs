@@ -866,3 +866,42 @@ impl AsRpc for DirectoryError {
         RpcError::new(RpcError::UNKNOWN_USER, self.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+    use super::*;
+
+    /// `specs/rpc.md`, the `sealing` notification: each change the node reports becomes the
+    /// notification the spec names, with `messages` only for `resealed`.
+    #[tokio::test]
+    async fn sealing_changes_are_the_specs_notifications() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = tincan_identity::StoreRootKey::from_bytes([7; 32]);
+        let store = Store::create(&dir.path().join("store.redb"), &root).unwrap();
+        let identity = tincan_identity::Identity::generate().unwrap();
+        let username = Username::new("alice").unwrap();
+        let me = Me { profile: "alice".into(), username, public_key: identity.public_key() };
+        let service = Service::new(store, None, me);
+        let conversation = tincan_store::ConversationId([0xab; 16]);
+        let bob = Username::new("bob").unwrap();
+        let cases = [
+            (SealingChange::NewSession, serde_json::json!({"change": "new-session"})),
+            (
+                SealingChange::Resealed { messages: 3 },
+                serde_json::json!({"change": "resealed", "messages": 3}),
+            ),
+            (SealingChange::KeysRefused, serde_json::json!({"change": "keys-refused"})),
+        ];
+        for (change, expect) in cases {
+            let event = Event::Sealing { conversation, username: bob.clone(), change };
+            let note = service.notification(&event).expect("every change is told");
+            let mut params = expect;
+            params["contact"] = "bob".into();
+            params["conversation"] = "abababababababababababababababab".into();
+            let wire = serde_json::to_value(&note).unwrap();
+            assert_eq!(wire, serde_json::json!({"method": "sealing", "params": params}));
+        }
+    }
+}

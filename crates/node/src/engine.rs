@@ -1543,16 +1543,7 @@ async fn receive(
     let limits = shared.request_limits;
     let receipt = match shared.store.receive_sealed(key, envelopes, now(), limits).await {
         Ok(receipt) => receipt,
-        // As many strangers wait as the user allows: this one is told to come back later,
-        // and nothing of it is stored or remembered.
-        Err(StoreError::TooManyRequests) => {
-            tracing::info!(%peer, "refusing a new message request: too many wait already");
-            return (Response::Refused(Refusal::Quota), None);
-        }
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "storing messages failed");
-            return (Response::Refused(Refusal::Unavailable), None);
-        }
+        Err(e) => return (Response::Refused(refusal_for_store(peer, &e)), None),
     };
     let SealedReceipt { contact, new_request, new_session, outcomes, .. } = receipt;
     let known = contact.map(|c| Known {
@@ -1615,6 +1606,23 @@ async fn receive(
     (Response::Acks(acks), known)
 }
 
+/// The refusal of a whole batch the store could not take from `peer`. Nothing of it was
+/// stored, and the sender keeps it to send again.
+fn refusal_for_store(peer: PeerId, error: &StoreError) -> Refusal {
+    match error {
+        // As many strangers wait as the user allows: this one is told to come back later,
+        // and nothing of it is stored or remembered.
+        StoreError::TooManyRequests => {
+            tracing::info!(%peer, "refusing a new message request: too many wait already");
+            Refusal::Quota
+        }
+        error => {
+            tracing::warn!(%peer, %error, "storing messages failed");
+            Refusal::Unavailable
+        }
+    }
+}
+
 /// The refusal code a sealed message that did not open gets (`specs/wire.md` §5.1).
 fn refusal_for(error: &OpenError) -> Refusal {
     match error {
@@ -1647,16 +1655,7 @@ async fn receive_plaintext(
         Some(known) => (known, false),
         None => match sender(store, peer, &messages[0].from, limits.max_requests).await {
             Ok(found) => found,
-            // As many strangers wait as the user allows: this one is told to come back later,
-            // and nothing of it is stored or remembered.
-            Err(StoreError::TooManyRequests) => {
-                tracing::info!(%peer, "refusing a new message request: too many wait already");
-                return (Response::Refused(Refusal::Quota), None);
-            }
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "reading or adding the sender failed");
-                return (Response::Refused(Refusal::Unavailable), None);
-            }
+            Err(e) => return (Response::Refused(refusal_for_store(peer, &e)), None),
         },
     };
     let conv = known.conv;
@@ -1680,10 +1679,7 @@ async fn receive_plaintext(
     }
     let outcomes = match store.receive(conv, incoming, now(), limits).await {
         Ok(outcomes) => outcomes,
-        Err(e) => {
-            tracing::warn!(%peer, error = %e, "storing messages failed");
-            return (Response::Refused(Refusal::Unavailable), None);
-        }
+        Err(e) => return (Response::Refused(refusal_for_store(peer, &e)), None),
     };
     for (slot, outcome) in slots.into_iter().zip(outcomes) {
         match outcome {

@@ -38,13 +38,19 @@ impl Side {
         PeerIdBytes::new(&self.identity.peer_id().to_bytes()).unwrap()
     }
 
+    /// Pins `other` as a contact named `name`, without its keys.
+    async fn contact_of(&self, name_: &str, other: &Side) -> ConversationId {
+        let contact =
+            self.store.add_contact(name(name_), other.peer_id(), UnixMillis(1)).await.unwrap();
+        contact.conversation
+    }
+
     /// Pins `other` as a contact named `name`, and keeps its keys record.
     async fn pin(&self, name_: &str, other: &Side) -> ConversationId {
-        let conv =
-            self.store.add_contact(name(name_), other.peer_id(), UnixMillis(1)).await.unwrap();
-        let update = self.store.set_peer_keys(conv.conversation, other.keys.clone()).await.unwrap();
+        let conv = self.contact_of(name_, other).await;
+        let update = self.store.set_peer_keys(conv, other.keys.clone()).await.unwrap();
         assert_eq!(update, KeysUpdate::Updated { serial: 1 });
-        conv.conversation
+        conv
     }
 
     async fn envelopes(&self, conv: ConversationId) -> Vec<Envelope> {
@@ -127,12 +133,7 @@ async fn sealed_messages_go_from_one_store_to_the_other_and_a_stranger_becomes_a
 #[tokio::test]
 async fn without_the_peers_keys_a_message_waits_unsealed_and_is_sealed_once() {
     let (alice, bob) = (Side::new().await, Side::new().await);
-    let conv = alice
-        .store
-        .add_contact(name("bob"), bob.peer_id(), UnixMillis(1))
-        .await
-        .unwrap()
-        .conversation;
+    let conv = alice.contact_of("bob", &bob).await;
     let queued = alice
         .store
         .enqueue_sealed(conv, name("alice"), text("early"), UnixMillis(2))
@@ -171,12 +172,7 @@ async fn without_the_peers_keys_a_message_waits_unsealed_and_is_sealed_once() {
 #[tokio::test]
 async fn messages_queued_before_the_keys_are_sealed_in_order_with_those_after() {
     let (alice, bob) = (Side::new().await, Side::new().await);
-    let conv = alice
-        .store
-        .add_contact(name("bob"), bob.peer_id(), UnixMillis(1))
-        .await
-        .unwrap()
-        .conversation;
+    let conv = alice.contact_of("bob", &bob).await;
     bob.pin("alice", &alice).await;
     let send = |i: u64| {
         alice.store.enqueue_sealed(conv, name("alice"), text(&format!("m{i}")), UnixMillis(i))
