@@ -48,12 +48,14 @@ fn main() {
     for (transport, listen) in
         [("TCP", "/ip4/127.0.0.1/tcp/0"), ("QUIC", "/ip4/127.0.0.1/udp/0/quic-v1")]
     {
-        let (sealed, plain) = runtime.block_on(sealed_and_plain(dir.path(), transport, listen));
-        rows.extend(sealed_rows(transport, sealed, plain));
+        let [one_way, replied, plain] =
+            runtime.block_on(sealed_and_plain(dir.path(), transport, listen));
+        rows.extend(sealed_rows(transport, "one way", one_way, plain));
+        rows.extend(sealed_rows(transport, "after a reply", replied, plain));
         if only_sealed {
             continue;
         }
-        let (rate, p50, p99) = sealed;
+        let (rate, p50, p99) = one_way;
         let raw_rate = raw_throughput(listen, THROUGHPUT_N, WINDOW);
         let (raw_p50, raw_p99) = raw_latency(listen, LATENCY_N);
         rows.push(format!(
@@ -105,19 +107,33 @@ fn main() {
 /// both alike.
 const ROUNDS: usize = 3;
 
-/// Sealed delivery and plaintext delivery: the median of [`ROUNDS`] alternated rounds of
-/// each, figure by figure.
+/// How a round's messages go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Sealed, and bob never writes back: every message is a pre-key message of its session,
+    /// carrying alice's keys record (the worst case).
+    OneWay,
+    /// Sealed, after bob wrote back once: alice's session is established both ways, and her
+    /// messages are normal Olm messages, as in a conversation.
+    Replied,
+    /// Plaintext, as before sealing (`Config::plaintext_for_benchmarks`).
+    Plain,
+}
+
+/// Sealed delivery (one way, and after a reply) and plaintext delivery: the median of
+/// [`ROUNDS`] alternated rounds of each, figure by figure.
 async fn sealed_and_plain(
     dir: &std::path::Path,
     transport: &str,
     listen: &str,
-) -> ((f64, Duration, Duration), (f64, Duration, Duration)) {
-    let (mut sealed, mut plain) = (Vec::new(), Vec::new());
+) -> [(f64, Duration, Duration); 3] {
+    let mut runs = [Vec::new(), Vec::new(), Vec::new()];
     for round in 0..ROUNDS {
-        sealed.push(node_throughput_and_latency(dir, transport, listen, false, round).await);
-        plain.push(node_throughput_and_latency(dir, transport, listen, true, round).await);
+        for (i, mode) in [Mode::OneWay, Mode::Replied, Mode::Plain].into_iter().enumerate() {
+            runs[i].push(node_throughput_and_latency(dir, transport, listen, mode, round).await);
+        }
     }
-    (median(sealed), median(plain))
+    runs.map(median)
 }
 
 fn median(mut runs: Vec<(f64, Duration, Duration)>) -> (f64, Duration, Duration) {
@@ -133,16 +149,17 @@ fn median(mut runs: Vec<(f64, Duration, Duration)>) -> (f64, Duration, Duration)
 /// The rows (s): sealed delivery against plaintext delivery, measured in the same run.
 fn sealed_rows(
     transport: &str,
+    how: &str,
     (rate, p50, p99): (f64, Duration, Duration),
     (plain_rate, plain_p50, plain_p99): (f64, Duration, Duration),
 ) -> [String; 2] {
     [
         format!(
-            "| (s) sealed against plaintext (same build), delivered msgs/s, {transport} | {rate:.0} | {plain_rate:.0} (plaintext) | {:.2} |",
+            "| (s) sealed ({how}) against plaintext (same build), delivered msgs/s, {transport} | {rate:.0} | {plain_rate:.0} (plaintext) | {:.2} |",
             rate / plain_rate
         ),
         format!(
-            "| (s) sealed against plaintext (same build), latency p50 / p99, {transport} | {} / {} | {} / {} (plaintext) | p50 {:+.2} ms |",
+            "| (s) sealed ({how}) against plaintext (same build), latency p50 / p99, {transport} | {} / {} | {} / {} (plaintext) | p50 {:+.2} ms |",
             ms(p50),
             ms(p99),
             ms(plain_p50),
@@ -201,10 +218,15 @@ async fn node_throughput_and_latency(
     dir: &std::path::Path,
     transport: &str,
     listen: &str,
-    plaintext: bool,
+    mode: Mode,
     round: usize,
 ) -> (f64, Duration, Duration) {
-    let kind = if plaintext { "plain" } else { "" };
+    let plaintext = mode == Mode::Plain;
+    let kind = match mode {
+        Mode::OneWay => "",
+        Mode::Replied => "replied",
+        Mode::Plain => "plain",
+    };
     let tag = format!("{}{kind}{round}", transport.to_lowercase());
     let alice = node_with(dir, &format!("alice{tag}"), listen, plaintext).await;
     let bob = node_with(dir, &format!("bob{tag}"), listen, plaintext).await;
@@ -219,6 +241,11 @@ async fn node_throughput_and_latency(
         alice.send(&bob_name, &text).await.unwrap();
     }
     delivered(&mut events, 100).await;
+    if mode == Mode::Replied {
+        let mut heard = alice.subscribe();
+        bob.send(alice.username(), "a reply").await.unwrap();
+        while !matches!(heard.recv().await, Ok(Event::Received { .. })) {}
+    }
 
     // (b) one at a time.
     let mut latencies = Vec::with_capacity(LATENCY_N);
