@@ -69,8 +69,11 @@ curve, fallback, serial = bytes(range(0x20, 0x40)), bytes(range(0x40, 0x60)), 3
 keys_signed = b"tincan-olm-keys-v1\x00" + olm_keys_fields(pk, curve, fallback, serial, 5)
 olm_keys = olm_keys_fields(pk, curve, fallback, serial, 6) + b"\x05" + bytes([0x58, 64]) + key.sign(keys_signed).signature
 record_v2 = dict(record, olm_keys=olm_keys.hex())
+# As a server serves it (§4): the readable restatement of the addresses, then the keys.
+endpoints = [{"multiaddr": addrs[0], "ip": "127.0.0.1", "port": 4001, "transport": "tcp", "relayed": False},
+             {"multiaddr": addrs[1], "ip": "127.0.0.1", "port": 4001, "transport": "quic-v1", "relayed": False}]
 view_v2 = {"online": True, "username": "alice", "peer_id": b58(peer), "record": record, "deletion": None,
-           "endpoints": [], "ip": None, "port": None, "last_seen": seq, "olm_keys": olm_keys.hex()}
+           "endpoints": endpoints, "ip": "127.0.0.1", "port": 4001, "last_seen": seq, "olm_keys": olm_keys.hex()}
 
 print(json.dumps({
     "spec": "specs/phonebook.md",

@@ -244,7 +244,13 @@ async fn node_throughput_and_latency(
     if mode == Mode::Replied {
         let mut heard = alice.subscribe();
         bob.send(alice.username(), "a reply").await.unwrap();
-        while !matches!(heard.recv().await, Ok(Event::Received { .. })) {}
+        loop {
+            match heard.recv().await {
+                Ok(Event::Received { .. }) => break,
+                Err(broadcast::error::RecvError::Closed) => panic!("alice stopped"),
+                _ => {}
+            }
+        }
     }
 
     // (b) one at a time.

@@ -3,7 +3,7 @@
 //! channel, so the swarm is never blocked on a disk or an HTTP request.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -168,6 +168,9 @@ struct Engine {
     bans: Vec<(Instant, PeerId)>,
     internal_tx: mpsc::Sender<Internal>,
     next_register: Option<Instant>,
+    /// Whether each phonebook (by URL) last said it takes Olm keys in records: kept for when
+    /// `GET /info` fails, so that a refresh does not take our keys down.
+    takes_keys: Arc<Mutex<HashMap<String, bool>>>,
     /// When to see whether the Olm fallback key is due for rotation.
     next_rotation: Instant,
     published: Vec<Multiaddr>,
@@ -329,6 +332,7 @@ impl Engine {
             bans: Vec::new(),
             internal_tx,
             next_register: Some(now),
+            takes_keys: Arc::default(),
             next_rotation: now,
             published: Vec::new(),
             next_rescan: now,
@@ -951,11 +955,20 @@ impl Engine {
         tokio::spawn(async move {
             match shared.store.rotate_fallback_key(identity, now(), every).await {
                 Ok(Some(keys)) => {
-                    let serial = tincan_seal::SignedOlmKeys::decode(&keys)
-                        .map(|k| k.unverified().serial)
-                        .unwrap_or_default();
+                    let serial_of = |record: &[u8]| {
+                        tincan_seal::SignedOlmKeys::decode(record)
+                            .map(|k| k.unverified().serial)
+                            .unwrap_or_default()
+                    };
+                    let serial = serial_of(&keys);
                     tracing::info!(serial, "rotated the olm fallback key");
-                    *shared.olm_keys.lock().unwrap_or_else(|e| e.into_inner()) = keys;
+                    {
+                        let mut ours = shared.olm_keys.lock().unwrap_or_else(|e| e.into_inner());
+                        // Two checks in flight commit in order, but may get here in either.
+                        if serial > serial_of(&ours) {
+                            *ours = keys;
+                        }
+                    }
                     let _ = tx.send(Internal::Rotated).await;
                 }
                 Ok(None) => {}
@@ -971,7 +984,7 @@ impl Engine {
     fn keep_peer_keys(&self, conv: ConversationId, keys: Vec<u8>) {
         let store = self.shared.store.clone();
         tokio::spawn(async move {
-            match store.set_peer_keys(conv, keys).await {
+            match store.offer_directory_keys(conv, keys).await {
                 Ok(update) => tracing::debug!(%conv, ?update, "olm keys from the phonebook"),
                 Err(e) => {
                     tracing::debug!(%conv, error = %e, "keeping olm keys from the phonebook failed")
@@ -999,16 +1012,26 @@ impl Engine {
         let tx = self.internal_tx.clone();
         let started = self.started_ms;
         let olm_keys = self.olm_keys();
+        let takes_keys = self.takes_keys.clone();
         tokio::spawn(async move {
             let mut shortest = ttl;
             for phonebook in phonebooks {
                 // A phonebook older than record version 2 refuses keys: it gets version 1.
+                let url = phonebook.url().to_owned();
+                let takes = |say: Option<bool>| {
+                    let mut map = takes_keys.lock().unwrap_or_else(|e| e.into_inner());
+                    // Without an answer (/info failed): what it said last time.
+                    if let Some(takes) = say {
+                        map.insert(url.clone(), takes);
+                    }
+                    map.get(&url).copied().unwrap_or(false)
+                };
                 let (ttl, keys) = match phonebook.info().await {
                     Ok(info) => (
                         ttl.min(Duration::from_secs(info.presence_ttl_secs.max(2))),
-                        info.olm_keys.then_some(&olm_keys[..]),
+                        takes(Some(info.olm_keys)).then_some(&olm_keys[..]),
                     ),
-                    Err(_) => (ttl, None),
+                    Err(_) => (ttl, takes(None).then_some(&olm_keys[..])),
                 };
                 shortest = shortest.min(ttl);
                 // A record of our name, signed by our key, that this process did not sign since
@@ -1026,7 +1049,7 @@ impl Engine {
                         addrs: record.addrs,
                     });
                 }
-                let published = match keys {
+                let mut published = match keys {
                     Some(keys) => {
                         phonebook
                             .register_with_keys(&identity, &username, &addrs, keys, ttl, now())
@@ -1034,6 +1057,13 @@ impl Engine {
                     }
                     None => phonebook.register(&identity, &username, &addrs, ttl, now()).await,
                 };
+                // An instance older than its /info (a rolling upgrade): version 1 then.
+                if keys.is_some()
+                    && matches!(&published, Err(tincan_phonebook_client::ClientError::Refused { code, .. }) if code == "malformed-json")
+                {
+                    takes(Some(false));
+                    published = phonebook.register(&identity, &username, &addrs, ttl, now()).await;
+                }
                 let event = match published {
                     Ok(_) => Event::Published {
                         phonebook: phonebook.url().to_owned(),

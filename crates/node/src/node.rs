@@ -198,16 +198,14 @@ impl Node {
                 let contact = self.add_contact(username, found.peer_id, addrs).await?;
                 // Keys the record carries: the first messages are sealed as they are queued,
                 // before the two ever connect (`specs/phonebook.md` §2.5).
-                if let Some(keys) = found.record.and_then(|r| r.olm_keys) {
-                    let conv = contact.conversation;
-                    match self.shared.store.set_peer_keys(conv, keys).await {
-                        Ok(update) => {
-                            tracing::debug!(%conv, ?update, "olm keys from the phonebook")
-                        }
-                        Err(e) => tracing::warn!(%conv, error = %e, "keeping the olm keys failed"),
-                    }
+                let Some(keys) = found.record.and_then(|r| r.olm_keys) else { return Ok(contact) };
+                let conv = contact.conversation;
+                match self.shared.store.offer_directory_keys(conv, keys).await {
+                    Ok(update) => tracing::debug!(%conv, ?update, "olm keys from the phonebook"),
+                    Err(e) => tracing::warn!(%conv, error = %e, "keeping the olm keys failed"),
                 }
-                Ok(contact)
+                // As kept, with the keys.
+                Ok(self.shared.store.contact(conv).await?.unwrap_or(contact))
             }
             Ok(None) => Err(ResolveError::UnknownUser(username.clone())),
             Err(crate::DirectoryError::Empty) => Err(ResolveError::NoDirectory(username.clone())),

@@ -105,10 +105,22 @@ fn spec_vectors_verify() {
     // Keys not signed by the record's identity make the answer a forgery.
     let mut bad = keys;
     *bad.last_mut().unwrap() ^= 1;
-    let mut forged = view;
+    let mut forged = view.clone();
     forged.olm_keys = Some(hex::encode(bad));
     let err = tincan_phonebook_client::verify_view(&name("alice"), &forged).unwrap_err();
     assert!(matches!(err, ClientError::Forged { .. }), "{err}");
+    // So do keys well signed, by another identity.
+    let mallory = tincan_identity::Identity::generate().unwrap();
+    let mut forged = view.clone();
+    forged.olm_keys = Some(hex::encode(tincan_seal::Account::generate(&mallory).keys().encode()));
+    let err = tincan_phonebook_client::verify_view(&name("alice"), &forged).unwrap_err();
+    assert!(matches!(err, ClientError::Forged { .. }), "{err}");
+    // Keys inside `record` are not where a server serves them: without the view's, none.
+    let mut misplaced = view;
+    misplaced.record = Some(v2);
+    misplaced.olm_keys = None;
+    let found = tincan_phonebook_client::verify_view(&name("alice"), &misplaced).unwrap();
+    assert_eq!(found.record.unwrap().olm_keys, None);
 }
 
 /// Issue 10: the client never signs a sequence number a phonebook told it. A phonebook that

@@ -192,6 +192,7 @@ fn new_contact(
         rejected_keys: Vec::new(),
         request_bytes: 0,
         olm_keys: None,
+        awaiting_peer_keys: false,
     }
 }
 

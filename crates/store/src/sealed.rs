@@ -199,8 +199,13 @@ pub(crate) fn rotate_fallback_key(
         None => return stamp(now).map(|()| None),
         Some(bytes) => u64::from_be_bytes(bytes.try_into().map_err(|_| corrupted())?),
     };
+    // A stamp ahead of the clock (the clock was set back): the period starts again now, so a
+    // clock once far ahead cannot stop rotation until it catches up.
+    if last > now.0 {
+        return stamp(now).map(|()| None);
+    }
     let every = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
-    if now.0.saturating_sub(last) < every {
+    if now.0 - last < every {
         return Ok(None);
     }
     let bytes = get_blob(ctx, OLM_ACCOUNT)?.ok_or(StoreError::NoOlmAccount)?;
@@ -342,12 +347,23 @@ pub(crate) fn seal_queued(
     Ok(seqs.iter().filter_map(|seq| envelopes.remove(seq).map(|e| (*seq, e))).collect())
 }
 
+/// Where a keys record comes from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum KeysSource {
+    /// The peer itself: its answer on a connection authenticated as the pinned PeerId.
+    Peer,
+    /// A directory (a phonebook's record), which may serve an old record.
+    Directory,
+}
+
 /// Keeps the contact's keys record if it verifies against the pinned key and its serial is
-/// higher than the kept one's (`specs/sealed.md` §2.1).
+/// higher than the kept one's (`specs/sealed.md` §2.1); from a directory, not while the
+/// contact awaits its keys from the peer itself (§8).
 pub(crate) fn set_peer_keys(
     ctx: &Ctx<'_>,
     conv: ConversationId,
     record: Vec<u8>,
+    source: KeysSource,
 ) -> Result<KeysUpdate, StoreError> {
     let mut contact = ctx.contact(&conv)?;
     let peer = peer_key(&contact.peer_id)?;
@@ -355,7 +371,10 @@ pub(crate) fn set_peer_keys(
         Ok(verified) => verified,
         Err(e) => return Ok(KeysUpdate::Refused(e)),
     };
-    Ok(keep_keys(ctx, &mut contact, &peer, verified))
+    if source == KeysSource::Directory && contact.awaiting_peer_keys {
+        return Ok(KeysUpdate::Kept);
+    }
+    Ok(keep_keys(ctx, &mut contact, &peer, verified, source))
 }
 
 fn keep_keys(
@@ -363,11 +382,21 @@ fn keep_keys(
     contact: &mut Contact,
     peer: &PublicKey,
     verified: VerifiedKeys,
+    source: KeysSource,
 ) -> KeysUpdate {
     let kept = their_keys(contact, peer).map(|k| k.keys().serial);
     let serial = verified.keys().serial;
+    let heard = source == KeysSource::Peer && contact.awaiting_peer_keys;
+    if heard {
+        contact.awaiting_peer_keys = false;
+    }
     match kept {
-        Some(kept) if kept >= serial => KeysUpdate::Kept,
+        Some(kept) if kept >= serial => {
+            if heard {
+                ctx.save(contact.clone());
+            }
+            KeysUpdate::Kept
+        }
         _ => {
             contact.olm_keys = Some(verified.record().encode());
             ctx.save(contact.clone());
@@ -489,7 +518,7 @@ pub(crate) fn receive_sealed(
     if account_changed {
         put_account(ctx, account)?;
     }
-    let keys = newest_keys.map(|k| keep_keys(ctx, &mut contact, &peer, k));
+    let keys = newest_keys.map(|k| keep_keys(ctx, &mut contact, &peer, k, KeysSource::Peer));
     for (slot, key, incoming, size) in stored {
         outcomes[slot] = ops::store_incoming(ctx, &mut contact, key, incoming, size, now)?;
     }
@@ -513,6 +542,7 @@ pub(crate) fn restart_session(
     let queued: Vec<OutboxRow> = ctx.conversation_rows(Table::Outbox, &conv)?;
     drop_sessions(ctx, &conv)?;
     contact.olm_keys = None;
+    contact.awaiting_peer_keys = true;
     ctx.save(contact);
     {
         let mut outbox = ctx.open(Table::Outbox)?;

@@ -675,7 +675,21 @@ impl Store {
         conv: ConversationId,
         record: Vec<u8>,
     ) -> Result<KeysUpdate, StoreError> {
-        self.write(move |ctx| sealed::set_peer_keys(ctx, conv, record)).await
+        self.write(move |ctx| sealed::set_peer_keys(ctx, conv, record, sealed::KeysSource::Peer))
+            .await
+    }
+
+    /// Offers a contact's keys `record` found in a directory (a phonebook's record,
+    /// `specs/phonebook.md` §2.5): kept as [`Store::set_peer_keys`] keeps the peer's own,
+    /// except while the contact awaits its keys from the peer itself, after a new session had
+    /// to start (`specs/sealed.md` §8): a directory may serve the old record that led there.
+    pub async fn offer_directory_keys(
+        &self,
+        conv: ConversationId,
+        record: Vec<u8>,
+    ) -> Result<KeysUpdate, StoreError> {
+        let source = sealed::KeysSource::Directory;
+        self.write(move |ctx| sealed::set_peer_keys(ctx, conv, record, source)).await
     }
 
     /// Stores the sealed messages `envelopes` from `peer` (the ed25519 key the connection

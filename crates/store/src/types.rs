@@ -251,6 +251,11 @@ pub struct Contact {
     /// kept only once verified against `peer_id`.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
     pub olm_keys: Option<Vec<u8>>,
+    /// Set when a new session had to start because the peer could not open ours
+    /// (`specs/sealed.md` §8): until the peer itself hands over its keys record, none from a
+    /// directory is taken (it may be the old record that led here).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting_peer_keys: bool,
 }
 
 /// A message as it arrived, for [`Store::receive`](crate::Store::receive).
@@ -320,7 +325,8 @@ pub enum KeysUpdate {
         /// Its serial.
         serial: u64,
     },
-    /// Not kept: a record with this serial or a higher one is kept already.
+    /// Not kept: a record with this serial or a higher one is kept already, or (for keys from
+    /// a directory) the contact awaits its keys from the peer itself.
     Kept,
     /// Refused: the record is malformed or not signed by the contact's pinned identity.
     Refused(tincan_seal::KeysError),

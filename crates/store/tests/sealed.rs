@@ -383,4 +383,49 @@ async fn the_fallback_key_rotates_weekly_and_a_key_two_rotations_old_opens_nothi
     assert_eq!(update, KeysUpdate::Updated { serial: 3 });
     let update = carol.store.set_peer_keys(carol_to_bob, second).await.unwrap();
     assert_eq!(update, KeysUpdate::Kept);
+
+    // The clock set back below the last rotation: the period starts again from it, rather
+    // than rotation stopping until the clock catches up.
+    assert_eq!(rotate(t0 + day).await.unwrap(), None);
+    assert!(rotate(t0 + 8 * day).await.unwrap().is_some(), "a week after the clock went back");
+}
+
+/// `specs/sealed.md` §8 and §2.2: after a new session had to start, keys from a directory
+/// (which may be the old record that led there) are not taken until the peer itself hands its
+/// keys over; from then on a directory's newer record is taken again.
+#[tokio::test]
+async fn after_a_restart_only_the_peer_itself_gives_its_keys() {
+    let (alice, bob) = (Side::new().await, Side::new().await);
+    let conv = alice.pin("bob", &bob).await;
+    alice.store.restart_session(conv).await.unwrap();
+    let contact = alice.store.contact(conv).await.unwrap().unwrap();
+    assert!(contact.awaiting_peer_keys && contact.olm_keys.is_none());
+
+    // The phonebook serves bob's old record: not taken.
+    let update = alice.store.offer_directory_keys(conv, bob.keys.clone()).await.unwrap();
+    assert_eq!(update, KeysUpdate::Kept);
+    let contact = alice.store.contact(conv).await.unwrap().unwrap();
+    assert_eq!(contact.olm_keys, None, "nothing is sealed to the directory's record");
+    let queued = alice
+        .store
+        .enqueue_sealed(conv, name("alice"), text("waits"), UnixMillis(5))
+        .await
+        .unwrap();
+    assert_eq!(queued.envelope, None, "so the message waits for the peer's keys");
+
+    // Bob hands over his (rotated) keys on the connection: kept, and the wait is over.
+    let week = std::time::Duration::from_secs(7 * 24 * 3600);
+    let rotate = |at| bob.store.rotate_fallback_key(bob.identity.clone(), UnixMillis(at), week);
+    rotate(1).await.unwrap();
+    let second = rotate(1 + 7 * 24 * 3600 * 1000).await.unwrap().unwrap();
+    let update = alice.store.set_peer_keys(conv, second).await.unwrap();
+    assert_eq!(update, KeysUpdate::Updated { serial: 2 });
+    assert!(!alice.store.contact(conv).await.unwrap().unwrap().awaiting_peer_keys);
+
+    // A directory's newer record is taken again; an older one is not.
+    let third = rotate(1 + 14 * 24 * 3600 * 1000).await.unwrap().unwrap();
+    let update = alice.store.offer_directory_keys(conv, third).await.unwrap();
+    assert_eq!(update, KeysUpdate::Updated { serial: 3 });
+    let update = alice.store.offer_directory_keys(conv, bob.keys.clone()).await.unwrap();
+    assert_eq!(update, KeysUpdate::Kept);
 }

@@ -24,5 +24,6 @@ pub fn contact(name: &str, n: u8, kind: ContactKind) -> Contact {
         rejected_keys: Vec::new(),
         request_bytes: 0,
         olm_keys: None,
+        awaiting_peer_keys: false,
     }
 }

@@ -496,6 +496,7 @@ fn contact(c: &api::Contact) -> anyhow::Result<Contact> {
             .collect::<anyhow::Result<_>>()?,
         request_bytes: 0,
         olm_keys: None,
+        awaiting_peer_keys: false,
     })
 }
 

@@ -26,6 +26,10 @@ pub(crate) struct Stored {
     /// refused until this time (ms), when every record the owner signed below it has expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) released_until: Option<u64>,
+    /// The record's Olm keys (record version 2, `specs/phonebook.md` §2.5), hex as sent. Kept
+    /// here, not in `record`, so that a server older than version 2 still reads the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) olm_keys: Option<String>,
 }
 
 /// Why persisting failed.

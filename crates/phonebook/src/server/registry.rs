@@ -103,7 +103,7 @@ pub(crate) fn offline_body(username: &Username, stored: &Stored) -> Bytes {
         deletion: stored.deletion.clone(),
         endpoints,
         last_seen: stored.last_seen,
-        olm_keys: stored.record.as_ref().and_then(|r| r.olm_keys.clone()),
+        olm_keys: stored.olm_keys.clone().or_else(|| stored.record.as_ref()?.olm_keys.clone()),
     };
     let mut body = serde_json::to_vec(&view).expect("a view always serializes");
     // Kept for as long as the user is registered: keep only what it needs.
@@ -215,12 +215,15 @@ impl Rules {
             Stored {
                 peer_id: record.peer_id.to_base58(),
                 seq: record.seq,
-                record: Some(record.signed.clone()),
+                // The keys apart from the record, so that a binding file stays readable by a
+                // server older than record version 2 (its records refuse unknown fields).
+                record: Some(record.signed.without_olm_keys()),
                 deletion: None,
                 presence_until: record.expires_at.0.min(now.saturating_add(ms(self.presence_ttl))),
                 bound_at,
                 last_seen: now,
                 released_until: None,
+                olm_keys: record.signed.olm_keys.clone(),
             },
         ))
     }
@@ -258,6 +261,7 @@ impl Rules {
             bound_at: current.bound_at,
             last_seen: now,
             released_until,
+            olm_keys: None,
         })
     }
 }
@@ -541,6 +545,47 @@ mod tests {
             bound_at: stored.bound_at,
             released_until: stored.released_until,
         }
+    }
+
+    /// Record version 2: the keys are kept beside the record in the binding file, whose
+    /// records stay what a version-1 server reads (its `SignedRecord` refuses unknown
+    /// fields), and files written before version 2 still load.
+    #[test]
+    fn keys_are_kept_beside_the_record_in_a_file_older_servers_read() {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)] // Only parsed: the shape a version-1 server reads.
+        struct V1Stored {
+            record: Option<V1Record>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct V1Record {
+            username: String,
+            peer_id: String,
+            addrs: Vec<String>,
+            seq: u64,
+            expires_at: u64,
+            signature: String,
+        }
+        let alice = Identity::generate().unwrap();
+        let keys = tincan_seal::Account::generate(&alice).keys().encode();
+        let name = Username::new("alice").unwrap();
+        let addrs = ["/ip4/198.18.0.1/tcp/4001".parse().unwrap()];
+        let now = 1_000_000;
+        let signed = SignedRecord::sign(&alice, &name, &addrs, now, UnixMillis(now + 60_000));
+        let record = signed.clone().with_olm_keys(&keys).verify().unwrap();
+        let (_, stored) = RULES.register(None, &record, now).unwrap();
+        let file = serde_json::to_vec(&stored).unwrap();
+        let old: V1Stored = serde_json::from_slice(&file).expect("a version-1 server reads it");
+        assert!(old.record.is_some());
+        let view: PeerView = serde_json::from_slice(&offline_body(&name, &stored)).unwrap();
+        assert_eq!(view.olm_keys, Some(hex::encode(&keys)));
+
+        let before = serde_json::json!({"peer_id": stored.peer_id, "seq": now, "record": signed,
+            "deletion": null, "presence_until": now, "bound_at": now, "last_seen": now});
+        let loaded: Stored = serde_json::from_value(before).expect("a file from before loads");
+        assert_eq!(loaded.olm_keys, None);
     }
 
     #[test]
