@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
@@ -336,23 +336,50 @@ async fn own_keys(dir: &Path) -> (Vec<u8>, u64) {
     (keys, serial)
 }
 
+/// Bob publishes his record (with his Olm keys) and is gone without taking it down (a crash, a
+/// lid closed), so the record stays; then alice, who never met him, writes `text` to him.
+/// Returns alice, bob's directory and the keys record he published.
+async fn write_to_bob_gone(root: &Path, args: &[String], text: &str) -> (Peer, PathBuf, Vec<u8>) {
+    let bob_dir = root.join("bob");
+    // Started with a phonebook, a peer is up once its record is published.
+    let bob = Peer::start(&bob_dir, "bob", args);
+    let (keys, _) = own_keys(&bob_dir).await;
+    bob.kill();
+    let mut alice = Peer::start(&root.join("alice"), "alice", args);
+    alice.command(json!({"send": {"to": "bob", "text": text}}));
+    alice.wait(MINUTE, |v| v.get("queued").map(|_| ()));
+    (alice, bob_dir, keys)
+}
+
+/// Bob is back: `text` arrives, and nothing arrives twice. Returns alice's lines up to the
+/// message's delivery.
+fn bob_returns_and_gets(
+    alice: &mut Peer,
+    bob_dir: &Path,
+    args: &[String],
+    text: &str,
+) -> Vec<Value> {
+    let mut bob = Peer::start(bob_dir, "bob", args);
+    received(&mut bob, text);
+    let mut alice_lines = Vec::new();
+    alice.wait(MINUTE, |v| {
+        alice_lines.push(v.clone());
+        (v["status"]["status"] == "delivered").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!bob.drain().iter().any(|v| v.get("received").is_some()), "nothing twice");
+    alice_lines
+}
+
 /// `specs/phonebook.md` §2.5: bob's record carries his Olm keys, so alice, who has never met
 /// him, seals her first message as she queues it, while he is away; it opens when he returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_from_the_phonebook_seal_a_first_message_before_the_two_ever_meet() {
     let root = tempfile::tempdir().unwrap();
     let (_pb, args) = phonebook(root.path());
-    let bob_dir = root.path().join("bob");
-    // Started with a phonebook, a peer is up once its record is published.
-    let bob = Peer::start(&bob_dir, "bob", &args);
-    let (bob_keys, _) = own_keys(&bob_dir).await;
-    // Gone without taking his record down (a crash, a lid closed): the record stays.
-    bob.kill();
-
+    let text = "before we ever met";
+    let (mut alice, bob_dir, bob_keys) = write_to_bob_gone(root.path(), &args, text).await;
     let alice_dir = root.path().join("alice");
-    let mut alice = Peer::start(&alice_dir, "alice", &args);
-    alice.command(json!({"send": {"to": "bob", "text": "before we ever met"}}));
-    alice.wait(MINUTE, |v| v.get("queued").map(|_| ()));
     let identity = root_key(&alice_dir);
     let store =
         Store::open_read_only(&alice_dir.join("store.redb"), identity.store_root_key()).unwrap();
@@ -363,12 +390,7 @@ async fn keys_from_the_phonebook_seal_a_first_message_before_the_two_ever_meet()
         .expect("an envelope of specs/sealed.md §3");
     assert_eq!(envelope.kind, tincan_seal::OlmKind::PreKey, "the first message of a session");
     drop(store);
-
-    let mut bob = Peer::start(&bob_dir, "bob", &args);
-    received(&mut bob, "before we ever met");
-    alice.wait(MINUTE, |v| (v["status"]["status"] == "delivered").then_some(()));
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(!bob.drain().iter().any(|v| v.get("received").is_some()), "nothing twice");
+    bob_returns_and_gets(&mut alice, &bob_dir, &args, text);
 }
 
 /// `specs/sealed.md` §6 and §8: bob replaces his fallback key on schedule; a message alice
@@ -378,15 +400,9 @@ async fn keys_from_the_phonebook_seal_a_first_message_before_the_two_ever_meet()
 async fn a_message_sealed_to_a_forgotten_fallback_key_is_sealed_again_and_arrives() {
     let root = tempfile::tempdir().unwrap();
     let (_pb, args) = phonebook(root.path());
-    let bob_dir = root.path().join("bob");
-    // Started with a phonebook, a peer is up once its record is published.
-    let bob = Peer::start(&bob_dir, "bob", &args);
-    let (_, first) = own_keys(&bob_dir).await;
-    bob.kill();
-
-    let mut alice = Peer::start(&root.path().join("alice"), "alice", &args);
-    alice.command(json!({"send": {"to": "bob", "text": "to an old key"}}));
-    alice.wait(MINUTE, |v| v.get("queued").map(|_| ()));
+    let text = "to an old key";
+    let (mut alice, bob_dir, keys) = write_to_bob_gone(root.path(), &args, text).await;
+    let first = tincan_seal::SignedOlmKeys::decode(&keys).unwrap().unverified().serial;
 
     // Away from the phonebook, bob's node rotates its fallback key several times.
     let rotating = ["--olm-rotation-ms".to_owned(), "300".to_owned()];
@@ -398,18 +414,9 @@ async fn a_message_sealed_to_a_forgotten_fallback_key_is_sealed_again_and_arrive
     }
     away.quit();
 
-    let mut bob = Peer::start(&bob_dir, "bob", &args);
-    received(&mut bob, "to an old key");
-    let mut alice_lines = Vec::new();
-    alice.wait(MINUTE, |v| {
-        alice_lines.push(v.clone());
-        (v["status"]["status"] == "delivered").then_some(())
-    });
-    let seen = sealing(&alice_lines);
+    let seen = sealing(&bob_returns_and_gets(&mut alice, &bob_dir, &args, text));
     assert!(
         seen.iter().any(|(who, change)| who == "bob" && change.starts_with("Resealed")),
         "alice is told her message was sealed again: {seen:?}"
     );
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(!bob.drain().iter().any(|v| v.get("received").is_some()), "nothing twice");
 }

@@ -106,7 +106,18 @@ impl<'a> Ctx<'a> {
         table: Table,
         conv: &ConversationId,
     ) -> Result<Vec<T>, StoreError> {
-        let (start, end) = rows::conv_range(conv);
+        self.conversation_rows_in(table, conv, 0..u64::MAX)
+    }
+
+    /// The rows of `conv` in `table` whose position (log) or sequence number (outbox) is in
+    /// `range`, in order.
+    pub(crate) fn conversation_rows_in<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        conv: &ConversationId,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<T>, StoreError> {
+        let (start, end) = (rows::conv_key(conv, range.start), rows::conv_key(conv, range.end));
         rows::scan(self.keys, &*self.open(table)?, table, &start[..]..&end[..], usize::MAX)
     }
 
@@ -301,15 +312,8 @@ pub(crate) fn mark_read_through(
     through: u64,
 ) -> Result<Contact, StoreError> {
     let mut contact = ctx.contact(&conv)?;
-    let start = rows::log_key(&conv, through.saturating_add(1));
-    let (_, end) = rows::conv_range(&conv);
-    let later: Vec<LogEntry> = rows::scan(
-        ctx.keys,
-        &*ctx.open(Table::Log)?,
-        Table::Log,
-        &start[..]..&end[..],
-        usize::MAX,
-    )?;
+    let later: Vec<LogEntry> =
+        ctx.conversation_rows_in(Table::Log, &conv, through.saturating_add(1)..u64::MAX)?;
     let unread = later.iter().filter(|e| e.direction == Direction::Incoming).count() as u64;
     contact.unread = contact.unread.min(unread);
     ctx.save(contact.clone());

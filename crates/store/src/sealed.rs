@@ -305,15 +305,8 @@ pub(crate) fn seal_queued(
 ) -> Result<Vec<(Seq, Vec<u8>)>, StoreError> {
     let Some(last) = seqs.iter().max() else { return Ok(Vec::new()) };
     let contact = ctx.contact(&conv)?;
-    let (start, _) = rows::conv_range(&conv);
-    let end = rows::conv_key(&conv, last.get().saturating_add(1));
-    let queued: Vec<OutboxRow> = rows::scan(
-        ctx.keys,
-        &*ctx.open(Table::Outbox)?,
-        Table::Outbox,
-        &start[..]..&end[..],
-        usize::MAX,
-    )?;
+    let queued: Vec<OutboxRow> =
+        ctx.conversation_rows_in(Table::Outbox, &conv, 0..last.get().saturating_add(1))?;
     let mut sealer: Option<Sealer> = None;
     let mut envelopes = HashMap::with_capacity(queued.len());
     let mut missing_keys = false;
