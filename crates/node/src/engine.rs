@@ -1049,14 +1049,9 @@ impl Engine {
                         addrs: record.addrs,
                     });
                 }
-                let mut published = match keys {
-                    Some(keys) => {
-                        phonebook
-                            .register_with_keys(&identity, &username, &addrs, keys, ttl, now())
-                            .await
-                    }
-                    None => phonebook.register(&identity, &username, &addrs, ttl, now()).await,
-                };
+                let mut published = phonebook
+                    .register_with_keys(&identity, &username, &addrs, keys, ttl, now())
+                    .await;
                 // An instance older than its /info (a rolling upgrade): version 1 then.
                 if keys.is_some()
                     && matches!(&published, Err(tincan_phonebook_client::ClientError::Refused { code, .. }) if code == "malformed-json")

@@ -174,25 +174,14 @@ impl Client {
         ttl: Duration,
         now: UnixMillis,
     ) -> Result<PeerView, ClientError> {
-        self.publish(identity, username, addrs, None, ttl, now).await
+        self.register_with_keys(identity, username, addrs, None, ttl, now).await
     }
 
     /// Publishes a record as [`Client::register`] does, carrying the signed Olm keys
-    /// `olm_keys` (record version 2, `specs/phonebook.md` §2.5). Only for a phonebook whose
-    /// `GET /info` says `olm_keys`: an older one refuses the field (`malformed-json`).
+    /// `olm_keys` if given (record version 2, `specs/phonebook.md` §2.5). Keys only for a
+    /// phonebook whose `GET /info` says `olm_keys`: an older one refuses the field
+    /// (`malformed-json`).
     pub async fn register_with_keys(
-        &self,
-        identity: &Identity,
-        username: &Username,
-        addrs: &[Multiaddr],
-        olm_keys: &[u8],
-        ttl: Duration,
-        now: UnixMillis,
-    ) -> Result<PeerView, ClientError> {
-        self.publish(identity, username, addrs, Some(olm_keys), ttl, now).await
-    }
-
-    async fn publish(
         &self,
         identity: &Identity,
         username: &Username,

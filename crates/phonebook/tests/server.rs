@@ -729,7 +729,7 @@ async fn issue_12_records_carry_olm_keys_beside_what_version_1_readers_read(back
     let keys = tincan_seal::Account::generate(&alice).keys().encode();
     let ttl = Duration::from_secs(60);
     let view = client
-        .register_with_keys(&alice, &name("alice"), &addrs(), &keys, ttl, now())
+        .register_with_keys(&alice, &name("alice"), &addrs(), Some(&keys[..]), ttl, now())
         .await
         .unwrap();
     assert_eq!(view.olm_keys, Some(hex::encode(&keys)));
@@ -749,7 +749,11 @@ async fn issue_12_records_carry_olm_keys_beside_what_version_1_readers_read(back
     let view = client.register(&alice, &name("alice"), &addrs(), ttl, later).await.unwrap();
     assert_eq!(view.olm_keys, None);
     let later = common::UnixMillis(now().0 + 20);
-    client.register_with_keys(&alice, &name("alice"), &addrs(), &keys, ttl, later).await.unwrap();
+    let with_keys = Some(&keys[..]);
+    client
+        .register_with_keys(&alice, &name("alice"), &addrs(), with_keys, ttl, later)
+        .await
+        .unwrap();
 
     // Hostile keys: another identity's, a flipped bit, not hex, too long, not a record.
     let mallory = identity();
